@@ -1,0 +1,104 @@
+"""Task registry: one gymnasium API across Atari, Memory Maze, DM Control and Meta-World.
+
+Domain modules are imported lazily so that, e.g., an Atari-only run never imports MuJoCo.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import gymnasium as gym
+
+from generalist.envs.spec import TaskSpec, describe_space
+
+
+def _factory(module: str, cls: str):
+    def make(**kwargs: Any) -> gym.Env:
+        return getattr(importlib.import_module(f"generalist.envs.{module}"), cls)(**kwargs)
+
+    return make
+
+
+def _atari(game: str, task: str) -> TaskSpec:
+    return TaskSpec(f"atari-{task}", "atari", 27_000, f"atari-{task}-ram",
+                    _factory("atari", "AtariEnv"), {"game": game})
+
+
+def _dmc(domain: str, task: str, expert: str) -> TaskSpec:
+    return TaskSpec(f"dmc-{domain}-{task}", "dmc", 1000, expert, _factory("dmc", "DMCEnv"),
+                    {"domain": domain, "task": task})
+
+
+def _metaworld(task: str) -> TaskSpec:
+    return TaskSpec(f"metaworld-{task}", "metaworld", 500, f"metaworld-{task}-scripted",
+                    _factory("meta_world", "MetaWorldEnv"), {"task": task}, success_key="success")
+
+
+TASKS: dict[str, TaskSpec] = {
+    s.name: s
+    for s in [
+        _atari("Pong", "pong"),
+        _atari("Breakout", "breakout"),
+        TaskSpec("memorymaze-9x9", "memorymaze", 1000, "memorymaze-planner",
+                 _factory("maze", "MemoryMazeEnv"), {"size": 9}),
+        _dmc("cartpole", "swingup", "dmc-cartpole-energy-lqr"),
+        _dmc("reacher", "easy", "dmc-reacher-pd"),
+        _dmc("walker", "walk", "dmc-walker-sac"),
+        _metaworld("reach"),
+        _metaworld("push"),
+        _metaworld("pick-place"),
+        _metaworld("door-open"),
+        _metaworld("drawer-open"),
+    ]
+}
+
+
+class UnknownTaskError(KeyError):
+    """A task name that is not in the suite; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def get_task(name: str) -> TaskSpec:
+    """The spec of a suite task, or UnknownTaskError naming the known tasks."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise UnknownTaskError(
+            f"unknown task {name!r}; known tasks: {', '.join(TASKS)}"
+        ) from None
+
+
+def task_names() -> list[str]:
+    return list(TASKS)
+
+
+def make(name: str, **kwargs: Any) -> gym.Env:
+    """A fresh env for a suite task; kwargs (e.g. render_mode) go to its constructor."""
+    spec = get_task(name)
+    env = spec.make(**spec.kwargs, **kwargs)
+    env.task = spec
+    return env
+
+
+def describe(name: str) -> dict[str, Any]:
+    """The JSON description `generalist envs --json` prints for one task."""
+    spec = get_task(name)
+    env = make(name)
+    try:
+        return {
+            "name": spec.name,
+            "domain": spec.domain,
+            "observation": describe_space(env.observation_space),
+            "action": describe_space(env.action_space),
+            "max_episode_steps": spec.max_episode_steps,
+            "expert": spec.expert,
+            "success_key": spec.success_key,
+        }
+    finally:
+        env.close()
+
+
+__all__ = ["TASKS", "TaskSpec", "UnknownTaskError", "describe", "get_task", "make", "task_names"]

@@ -1,0 +1,72 @@
+"""DeepMind Control Suite tasks from state: the observation dict flattened into one float32 vector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from generalist.envs.base import TaskEnv
+from generalist.envs.rendering import configure_headless_gl, fast_render_settings
+
+configure_headless_gl()
+
+from dm_control import suite  # noqa: E402
+
+
+class DMCEnv(TaskEnv):
+    """dm_control `domain/task`; observation {'state': float32 (n,)}, actions in [-1, 1]."""
+
+    def __init__(self, domain: str, task: str, render_mode: str | None = None, render_size: int = 64):
+        self._env = suite.load(domain, task, task_kwargs={"random": 0})
+        self.domain, self.task_name = domain, task
+        self.render_mode = render_mode
+        self.render_size = render_size
+        spec = self._env.action_spec()
+        self._low, self._high = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
+        n = sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
+        self.observation_space = gym.spaces.Dict(
+            {"state": gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)}
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, spec.shape, np.float32)
+        fast_render_settings(self._env.physics.model)
+        self._t = 0
+
+    @property
+    def physics(self):
+        """The MuJoCo physics (expert-only)."""
+        return self._env.physics
+
+    def _obs(self, timestep) -> dict[str, np.ndarray]:
+        parts = [np.asarray(v, dtype=np.float32).ravel() for v in timestep.observation.values()]
+        return {"state": np.concatenate(parts)}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            # Same episode as `suite.load(..., task_kwargs={"random": seed})`, without rebuilding.
+            self._env.task._random = np.random.RandomState(seed)
+            self.action_space.seed(seed)
+        ts = self._env.reset()
+        self._t = 0
+        return self._obs(ts), {}
+
+    def step(self, action):
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        a = self._low + (a + 1.0) * 0.5 * (self._high - self._low)
+        ts = self._env.step(a)
+        self._t += 1
+        last = ts.last()
+        terminated = bool(last and ts.discount == 0.0)
+        truncated = bool(last and not terminated)
+        return self._obs(ts), float(ts.reward or 0.0), terminated, truncated, {}
+
+    def render(self):
+        return self._env.physics.render(self.render_size, self.render_size, camera_id=0)
+
+    def privileged(self) -> dict[str, Any]:
+        return {"physics": self._env.physics}
+
+    def close(self):
+        self._env.close()

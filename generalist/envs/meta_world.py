@@ -1,0 +1,71 @@
+"""Meta-World v3 single-task environments with the goal observable (39-d state, 4-d action).
+
+We use Meta-World's goal-observable variants: with the goal hidden (MT1's default) an imitation agent
+without reward input could not know where to reach. Each seed draws its own object and goal positions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from generalist.envs.base import TaskEnv
+from generalist.envs.rendering import configure_headless_gl, fast_render_settings
+
+configure_headless_gl()
+
+import metaworld  # noqa: E402
+
+
+class MetaWorldEnv(TaskEnv):
+    """One Meta-World v3 task (e.g. 'reach'); reports `success` in every step's info."""
+
+    def __init__(self, task: str, render_mode: str | None = None, render_size: int = 64):
+        env_id = f"{task}-v3-goal-observable"
+        cls = metaworld.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[env_id]
+        self._env = cls(
+            seed=0,
+            render_mode="rgb_array" if render_mode == "rgb_array" else None,
+        )
+        if render_mode == "rgb_array":
+            self._env.width = self._env.height = render_size
+            self._env.camera_name = "corner"
+        self._env._freeze_rand_vec = False
+        self._env.seeded_rand_vec = True
+        fast_render_settings(self._env.model)
+        self.task_name = task
+        self.render_mode = render_mode
+        self.max_episode_steps = int(self._env.max_path_length)
+        self.observation_space = gym.spaces.Dict(
+            {"state": gym.spaces.Box(-np.inf, np.inf, (39,), np.float32)}
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+        self._last_obs = np.zeros(39)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._env.seed(seed)
+            self.action_space.seed(seed)
+        obs, _ = self._env.reset()
+        self._last_obs = obs
+        return {"state": obs.astype(np.float32)}, {"success": False}
+
+    def step(self, action):
+        a = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        obs, reward, terminated, truncated, info = self._env.step(a)
+        self._last_obs = obs
+        info = {"success": bool(info.get("success", 0.0))}
+        return {"state": obs.astype(np.float32)}, float(reward), bool(terminated), bool(truncated), info
+
+    def render(self):
+        return self._env.render()
+
+    def privileged(self) -> dict[str, Any]:
+        """The full float64 observation Meta-World's scripted policies parse (expert-only)."""
+        return {"obs": self._last_obs}
+
+    def close(self):
+        self._env.close()

@@ -1,0 +1,37 @@
+"""One specialist expert per task, behind the Policy interface (reset / act)."""
+
+from __future__ import annotations
+
+import importlib
+
+from generalist.envs import get_task
+from generalist.envs.base import TaskEnv
+from generalist.experts.base import Policy, RandomPolicy
+
+# expert name (as in the task registry) -> "module:Class" under generalist.experts
+EXPERTS: dict[str, str] = {
+    "atari-pong-ram": "atari:PongExpert",
+    "atari-breakout-ram": "atari:BreakoutExpert",
+    "memorymaze-planner": "maze:MazePlannerExpert",
+    "dmc-cartpole-energy-lqr": "dmc:CartpoleSwingupExpert",
+    "dmc-reacher-pd": "dmc:ReacherExpert",
+    "dmc-walker-sac": "sac:WalkerSACExpert",
+    "metaworld-reach-scripted": "metaworld_scripted:MetaWorldScriptedExpert",
+    "metaworld-push-scripted": "metaworld_scripted:MetaWorldScriptedExpert",
+    "metaworld-pick-place-scripted": "metaworld_scripted:MetaWorldScriptedExpert",
+    "metaworld-door-open-scripted": "metaworld_scripted:MetaWorldScriptedExpert",
+    "metaworld-drawer-open-scripted": "metaworld_scripted:MetaWorldScriptedExpert",
+}
+
+
+def make_policy(kind: str, env: TaskEnv, seed: int | None = None) -> Policy:
+    """'expert' -> the task's specialist; 'random' -> uniform random actions."""
+    if kind == "random":
+        return RandomPolicy(env, seed)
+    if kind != "expert":
+        raise ValueError(f"unknown policy kind {kind!r}; use 'expert' or 'random'")
+    module, cls = EXPERTS[get_task(env.task.name).expert].split(":")
+    return getattr(importlib.import_module(f"generalist.experts.{module}"), cls)(env, seed)
+
+
+__all__ = ["EXPERTS", "Policy", "RandomPolicy", "make_policy"]
