@@ -1,10 +1,12 @@
 """The `generalist` command: envs | experts | collect | datasets."""
 
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 
 from generalist.envs import UnknownTaskError, get_task, task_names
 
@@ -64,6 +66,112 @@ def cmd_experts_score(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- collect
+def cmd_collect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from generalist.datasets.collect import CollectConfig, collect, open_writers, pending_jobs
+    from generalist.datasets.writer import DatasetExistsError, DatasetMismatchError
+
+    cfg = CollectConfig(tasks=_check_tasks(args.tasks), episodes=args.episodes, out=Path(args.out),
+                        workers=args.workers, seed=args.seed, resume=args.resume)
+    if args.episodes < 1:
+        raise CLIError("--episodes must be at least 1")
+    try:
+        todo = len(pending_jobs(cfg, open_writers(cfg))) if args.resume else args.episodes * len(cfg.tasks)
+    except (DatasetExistsError, DatasetMismatchError) as e:
+        raise CLIError(str(e)) from None
+    run = _wandb_init(args.wandb, "collect", vars(args))
+    bar = tqdm(total=todo, unit="ep", desc="collect", dynamic_ncols=True)
+    stats = {"steps": 0, "t0": time.perf_counter(), "returns": {}}
+
+    def on_episode(res, ep_id):
+        stats["steps"] += res.steps
+        stats["returns"].setdefault(res.task, []).append(res.ret)
+        rate = stats["steps"] / (time.perf_counter() - stats["t0"])
+        allr = [r for v in stats["returns"].values() for r in v]
+        bar.update(1)
+        bar.set_postfix(task=res.task, ret=f"{res.ret:.1f}", mean_ret=f"{sum(allr) / len(allr):.1f}",
+                        steps_s=f"{rate:.0f}")
+        if run is not None:
+            run.log({f"{res.task}/return": res.ret, f"{res.task}/episode_steps": res.steps,
+                     "steps_per_s": rate, "episodes": bar.n})
+
+    writers = collect(cfg, on_episode)
+    bar.close()
+    elapsed = time.perf_counter() - stats["t0"]
+    print(f"\ncollected {bar.n} episodes, {stats['steps']} steps in {elapsed:.1f}s "
+          f"({stats['steps'] / max(elapsed, 1e-9):.0f} steps/s) into {cfg.out}")
+    _print_info([w.ds_dir for w in writers.values()])
+    if run is not None:
+        run.finish()
+    return 0
+
+
+def _wandb_init(mode: str, job: str, config: dict):
+    """A W&B run in `mode` (offline|online), or None for off. Offline never touches the network."""
+    if mode == "off":
+        return None
+    import os
+
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return wandb.init(project=os.environ.get("WANDB_PROJECT", "generalist"), job_type=job, mode=mode,
+                      config={k: (str(v) if not isinstance(v, int | float | str | bool | list) else v)
+                              for k, v in config.items() if k != "func"})
+
+
+# ---------------------------------------------------------------- datasets
+def _print_info(paths) -> None:
+    from generalist.datasets.inspect import info
+
+    print(f"{'dataset':40} {'episodes':>8} {'steps':>9} {'return mean ± std':>22} {'size MB':>9}")
+    for p in paths:
+        i = info(p)
+        extra = f"  success {i['success_rate']:.0%}" if "success_rate" in i else ""
+        print(f"{i['dataset_id']:40} {i['episodes']:>8} {i['steps']:>9} "
+              f"{i['return_mean']:>12.2f} ± {i['return_std']:<8.2f} {i['size_mb']:>9.2f}{extra}")
+
+
+def _datasets_at(path: str) -> list:
+    from generalist.datasets.layout import find_datasets
+
+    found = find_datasets(path)
+    if not found:
+        raise CLIError(f"no dataset found at {path} (expected <dir>/data/metadata.json, "
+                       "as written by `generalist collect`)")
+    return found
+
+
+def cmd_datasets_info(args: argparse.Namespace) -> int:
+    paths = _datasets_at(args.path)
+    if args.json:
+        from generalist.datasets.inspect import info
+
+        print(json.dumps([info(p) for p in paths], indent=1))
+    else:
+        _print_info(paths)
+    return 0
+
+
+def cmd_datasets_check(args: argparse.Namespace) -> int:
+    from generalist.datasets.inspect import check
+
+    bad = 0
+    for p in _datasets_at(args.path):
+        rep = check(p)
+        print(f"{'ok ' if rep.ok else 'BAD'} {p}")
+        for n in rep.notes:
+            print(f"    note: {n}")
+        for prob in rep.problems:
+            print(f"    {prob}")
+        bad += not rep.ok
+    return 1 if bad else 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="generalist", description=__doc__)
@@ -86,6 +194,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--save", action="store_true",
                    help="store the result in the package's reference_scores.json")
     s.set_defaults(func=cmd_experts_score)
+
+    c = sub.add_parser("collect", help="record expert episodes into HDF5 datasets (Minari layout)")
+    c.add_argument("tasks", nargs="+", help="task names (see `generalist envs`)")
+    c.add_argument("--episodes", type=int, required=True, help="episodes per task (N)")
+    c.add_argument("--out", required=True, help="dataset root: writes OUT/<task>/expert-v0/data/")
+    c.add_argument("--workers", type=int, default=1, help="parallel collection processes (default 1)")
+    c.add_argument("--seed", type=int, default=0, help="episode k uses seed SEED+k (default 0)")
+    c.add_argument("--resume", action="store_true",
+                   help="complete existing datasets to N episodes, skipping seeds already stored")
+    c.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
+                   help="log per-episode returns and throughput to Weights & Biases")
+    c.set_defaults(func=cmd_collect)
+
+    d = sub.add_parser("datasets", help="inspect datasets")
+    ds = d.add_subparsers(dest="datasets_command", required=True)
+    i = ds.add_parser("info", help="episodes, steps, return statistics and size")
+    i.add_argument("path", help="a dataset directory, or a root holding several")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=cmd_datasets_info)
+    k = ds.add_parser("check", help="verify layout, counts, N+1 observations, no NaN (exit 1 if broken)")
+    k.add_argument("path", help="a dataset directory, or a root holding several")
+    k.set_defaults(func=cmd_datasets_check)
     return p
 
 

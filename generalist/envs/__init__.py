@@ -83,6 +83,21 @@ def make(name: str, **kwargs: Any) -> gym.Env:
     return env
 
 
+def gym_id(name: str) -> str:
+    """The gymnasium id each task is registered under, so `gym.make` and Minari's env_spec work."""
+    return f"generalist/{name}-v0"
+
+
+def _make_for_gym(task: str, **kwargs: Any) -> gym.Env:
+    return make(task, **kwargs)
+
+
+for _name in TASKS:
+    if gym_id(_name) not in gym.registry:
+        gym.register(gym_id(_name), entry_point="generalist.envs:_make_for_gym", kwargs={"task": _name},
+                     disable_env_checker=True, order_enforce=False)
+
+
 def describe(name: str) -> dict[str, Any]:
     """The JSON description `generalist envs --json` prints for one task."""
     spec = get_task(name)
@@ -101,4 +116,4 @@ def describe(name: str) -> dict[str, Any]:
         env.close()
 
 
-__all__ = ["TASKS", "TaskSpec", "UnknownTaskError", "describe", "get_task", "make", "task_names"]
+__all__ = ["TASKS", "TaskSpec", "UnknownTaskError", "describe", "get_task", "gym_id", "make", "task_names"]

@@ -1,0 +1,148 @@
+"""Collection runs: experts play their tasks; episodes go to crash-safe datasets, one per task.
+
+Episode k of a run uses seed S + k. Workers are separate processes (each with its own env and
+expert) that write finished episodes to temporary files; the parent alone commits them, so the
+dataset index only ever grows by whole episodes. Shards of a larger run are just runs with
+disjoint seeds and --out paths, so any scheduler can launch them unchanged.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from generalist import envs
+from generalist.datasets.layout import DEFAULT_NAME, dataset_dir
+from generalist.datasets.recorder import record_episode
+from generalist.datasets.writer import DatasetWriter, write_episode_file
+from generalist.experts import make_policy
+
+
+@dataclass
+class CollectConfig:
+    """One collection run."""
+
+    tasks: list[str]
+    episodes: int
+    out: Path
+    workers: int = 1
+    seed: int = 0
+    resume: bool = False
+    name: str = DEFAULT_NAME
+    finalize: bool = True  # pack each completed dataset into one main_data.hdf5
+
+
+@dataclass
+class EpisodeDone:
+    task: str
+    seed: int
+    ret: float
+    steps: int
+    tmp: str
+    seconds: float
+
+
+# ---------------------------------------------------------------- worker side
+_ENVS: dict[str, Any] = {}
+
+
+def _die_with_parent() -> None:
+    """Linux: deliver SIGKILL to this worker when the parent dies, so no orphan keeps writing."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def run_job(task: str, seed: int, tmp: str) -> EpisodeDone:
+    """Play and record one expert episode, write it to `tmp`. Runs in a worker or inline."""
+    env = _ENVS.get(task)
+    if env is None:
+        env = _ENVS[task] = envs.make(task)
+    t0 = time.perf_counter()
+    policy = make_policy("expert", env, seed=seed)
+    ep, ret = record_episode(env, policy, seed)
+    write_episode_file(Path(tmp), ep)
+    return EpisodeDone(task, seed, ret, ep.steps, tmp, time.perf_counter() - t0)
+
+
+def _run_job_star(args: tuple[str, int, str]) -> EpisodeDone:
+    return run_job(*args)
+
+
+# ---------------------------------------------------------------- parent side
+def open_writers(cfg: CollectConfig) -> dict[str, DatasetWriter]:
+    """Validate every task and destination before anything is written; open one writer per task."""
+    for t in cfg.tasks:
+        envs.get_task(t)
+    if cfg.episodes < 1:
+        raise ValueError("--episodes must be at least 1")
+    if not cfg.resume:  # refuse before creating anything, for every task at once
+        from generalist.datasets.layout import METADATA_FILE, data_dir
+        from generalist.datasets.writer import DatasetExistsError
+        for t in cfg.tasks:
+            d = dataset_dir(cfg.out, t, cfg.name)
+            if (data_dir(d) / METADATA_FILE).exists():
+                raise DatasetExistsError(
+                    f"a dataset already exists at {d}; pass --resume to complete it, "
+                    "or choose another --out (existing data is never overwritten)")
+    writers = {}
+    for t in cfg.tasks:
+        env = envs.make(t)
+        try:
+            make_policy("expert", env)  # fail on a missing expert (or checkpoint) before writing
+            writers[t] = DatasetWriter(
+                dataset_dir(cfg.out, t, cfg.name), t, env.observation_space, env.action_space,
+                cfg.seed, envs.get_task(t).expert, gym.spec(envs.gym_id(t)).to_json(), cfg.resume)
+        finally:
+            env.close()
+    return writers
+
+
+def pending_jobs(cfg: CollectConfig, writers: dict[str, DatasetWriter]) -> list[tuple[str, int]]:
+    """(task, seed) for every episode index k < episodes whose seed S + k is not yet stored."""
+    jobs = []
+    for t in cfg.tasks:
+        done = set(writers[t].seeds)
+        jobs += [(t, cfg.seed + k) for k in range(cfg.episodes) if cfg.seed + k not in done]
+    return jobs
+
+
+def _results(cfg: CollectConfig, jobs: list[tuple[str, str, int]]) -> Iterator[EpisodeDone]:
+    if cfg.workers <= 1:
+        for task, tmp, seed in jobs:
+            yield run_job(task, seed, tmp)
+        return
+    ctx = mp.get_context("spawn")  # fresh interpreters: no inherited GL contexts or threads
+    with ctx.Pool(cfg.workers, initializer=_die_with_parent, maxtasksperchild=None) as pool:
+        yield from pool.imap_unordered(_run_job_star, [(t, s, tmp) for t, tmp, s in jobs])
+
+
+def collect(cfg: CollectConfig, on_episode: Callable[[EpisodeDone, int], None] | None = None
+            ) -> dict[str, DatasetWriter]:
+    """Run the collection; `on_episode(result, episode_id)` is called after each commit."""
+    writers = open_writers(cfg)
+    jobs = [(t, str(writers[t].new_part_path()), s) for t, s in pending_jobs(cfg, writers)]
+    remaining = {t: sum(1 for j in jobs if j[0] == t) for t in cfg.tasks}
+    for t in cfg.tasks:
+        if remaining[t] == 0 and cfg.finalize:
+            writers[t].finalize()
+    for res in _results(cfg, jobs):
+        ep_id = writers[res.task].commit(Path(res.tmp))
+        remaining[res.task] -= 1
+        if on_episode is not None:
+            on_episode(res, ep_id)
+        if remaining[res.task] == 0 and cfg.finalize:
+            writers[res.task].finalize()
+    for env in _ENVS.values():
+        env.close()
+    _ENVS.clear()
+    return writers
