@@ -10,7 +10,32 @@ from generalist.envs.base import TaskEnv
 from generalist.experts.base import Policy
 
 
+class _DoorOpenPolicy:
+    """Meta-World's door-open policy with gain 10 instead of 25.
+
+    With p=25 the saturated hand overshoots the handle on ~8% of seeds (success 92.5% over seeds
+    100-139 here); p=10 succeeded on all 40.
+    """
+
+    def __init__(self):
+        from metaworld.policies.sawyer_door_open_v3_policy import SawyerDoorOpenV3Policy
+
+        self._base = SawyerDoorOpenV3Policy
+
+    def get_action(self, obs: np.ndarray) -> np.ndarray:
+        from metaworld.policies.action import Action
+        from metaworld.policies.policy import move
+
+        o_d = self._base._parse_obs(obs)
+        action = Action({"delta_pos": np.arange(3), "grab_effort": 3})
+        action["delta_pos"] = move(o_d["hand_pos"], to_xyz=self._base._desired_pos(o_d), p=10.0)
+        action["grab_effort"] = 1.0
+        return action.array
+
+
 def _policy_class(task: str):
+    if task == "door-open":
+        return _DoorOpenPolicy
     # 'pick-place' -> metaworld.policies.sawyer_pick_place_v3_policy.SawyerPickPlaceV3Policy
     snake = task.replace("-", "_")
     camel = "".join(p.capitalize() for p in task.split("-"))
@@ -28,5 +53,5 @@ class MetaWorldScriptedExpert(Policy):
         self._policy = _policy_class(env.unwrapped.task_name)()
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        full = self.env.unwrapped.privileged()["obs"]
+        full = self.env.unwrapped.privileged()["obs"].copy()  # policies edit what they parse
         return np.clip(self._policy.get_action(full), -1.0, 1.0).astype(np.float32)
