@@ -160,7 +160,6 @@ class DatasetWriter:
                 raise DatasetMismatchError(f"{self.ds_dir}: stored {key} differs from the task's; "
                                            "it was made by another version of the env")
         self._meta = dict(old)
-        self.parts.mkdir(parents=True, exist_ok=True)
         for tmp in self.parts.glob("*.tmp"):
             tmp.unlink()  # episodes whose writing was interrupted
         with h5py.File(self.main, "r") as f:
@@ -176,7 +175,6 @@ class DatasetWriter:
                     self.entries.append((link.filename, link.path))
         if consolidated:  # parts left by a crash between packing and cleaning up are copies
             shutil.rmtree(self.parts, ignore_errors=True)
-            self.parts.mkdir()
         linked = {e[0] for e in self.entries}
         # Episodes renamed into place whose index update was cut short by a crash.
         for p in sorted(self.parts.glob("episode_*.hdf5")):
@@ -194,6 +192,7 @@ class DatasetWriter:
     # ------------------------------------------------------------------ writing
     def new_part_path(self) -> Path:
         """A temporary file name for a worker to write one episode into."""
+        self.parts.mkdir(parents=True, exist_ok=True)
         return self.parts / f"{uuid.uuid4().hex}.tmp"
 
     def _unpack(self) -> None:
@@ -201,6 +200,7 @@ class DatasetWriter:
         if not self._consolidated:
             return
         base = f"base_{uuid.uuid4().hex[:8]}.hdf5"
+        self.parts.mkdir(parents=True, exist_ok=True)
         os.link(self.main, self.parts / base)
         self.entries = [(f"{PARTS_DIR}/{base}", obj) if rel == MAIN_FILE else (rel, obj)
                         for rel, obj in self.entries]

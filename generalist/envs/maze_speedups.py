@@ -119,53 +119,19 @@ def _install_camera_cache(physics: Any) -> None:
     physics.free = types.MethodType(_free_with_cameras, physics)
 
 
-def render_signature(model: Any) -> tuple:
-    """What an MjrContext takes from a model: if two models agree on it, one context serves both.
+def patch_camera_cache(env: Any) -> None:
+    """Reuse render cameras on the current physics and on every physics the env recompiles.
 
-    mjr_makeContext uploads textures, meshes, height fields and skins and reads `vis` and the model
-    extent (fog, shadow clip); geoms and materials are read per frame from the scene instead.
-    Texture pixels are compared on a strided sample (they are ~280 MB, always the same PNG files).
-    """
-    m = model.ptr if hasattr(model, "ptr") else model
-    arrays = [m.tex_type, m.tex_height, m.tex_width, m.tex_nchannel, m.tex_adr, m.tex_data[::4099]]
-    return (
-        m.ntex, m.nmesh, m.nhfield, m.nskin, m.nflex, int(m.tex_data.size),
-        tuple(a.tobytes() for a in arrays),
-        str(m.vis.global_), str(m.vis.quality), str(m.vis.map), str(m.vis.headlight), str(m.vis.rgba),
-        float(m.stat.extent), tuple(m.stat.center),
-    )
-
-
-def patch_camera_cache(env: Any, reuse_contexts: bool = True) -> None:
-    """Reuse render cameras per physics and, across recompiles, the OpenGL + MuJoCo render contexts.
-
-    Upstream recompiles the physics at every reset and builds new contexts for it, re-uploading
-    ~280 MB of maze textures (~1 s on a CPU renderer). The new model has the same textures, so the
-    old contexts are handed over whenever `render_signature` agrees, and built afresh otherwise.
+    (The render contexts themselves cannot be carried over a recompile: MuJoCo's context holds
+    per-model plane display lists and material tables, which change with every maze.)
     """
     core = unwrap(env)
     _install_camera_cache(core._physics)
     recompile = core._recompile_physics
 
     def _recompile_physics() -> None:
-        old = getattr(core, "_physics", None)
-        saved = None
-        if reuse_contexts and old is not None and old._contexts:
-            saved = (old._contexts, render_signature(old.model))
-            for camera in old._generalist_cameras.values():
-                camera._scene.free()
-            old._generalist_cameras.clear()
-            old._contexts = None  # keep them alive through old.free()
         recompile()
-        new = core._physics
-        if saved is not None:
-            contexts, signature = saved
-            if render_signature(new.model) == signature:
-                new._contexts = contexts
-            else:
-                contexts.mujoco.free()
-                contexts.gl.free()
-        _install_camera_cache(new)
+        _install_camera_cache(core._physics)
 
     core._recompile_physics = _recompile_physics
 
