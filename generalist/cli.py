@@ -72,20 +72,24 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from generalist.datasets.collect import CollectConfig, collect, open_writers, pending_jobs
+    from generalist.datasets.collect import CollectConfig, collect
     from generalist.datasets.writer import DatasetExistsError, DatasetMismatchError
 
-    cfg = CollectConfig(tasks=_check_tasks(args.tasks), episodes=args.episodes, out=Path(args.out),
-                        workers=args.workers, seed=args.seed, resume=args.resume)
     if args.episodes < 1:
         raise CLIError("--episodes must be at least 1")
-    try:
-        todo = len(pending_jobs(cfg, open_writers(cfg))) if args.resume else args.episodes * len(cfg.tasks)
-    except (DatasetExistsError, DatasetMismatchError) as e:
-        raise CLIError(str(e)) from None
-    run = _wandb_init(args.wandb, "collect", vars(args))
-    bar = tqdm(total=todo, unit="ep", desc="collect", dynamic_ncols=True)
+    if args.workers < 1:
+        raise CLIError("--workers must be at least 1")
+    cfg = CollectConfig(tasks=_check_tasks(args.tasks), episodes=args.episodes, out=Path(args.out),
+                        workers=args.workers, seed=args.seed, resume=args.resume)
+    run = None
+    bar = tqdm(total=0, unit="ep", desc="collect", dynamic_ncols=True, disable=None)
     stats = {"steps": 0, "t0": time.perf_counter(), "returns": {}}
+
+    def on_start(n_jobs):
+        nonlocal run
+        bar.reset(total=n_jobs)
+        stats["t0"] = time.perf_counter()
+        run = _wandb_init(args.wandb, "collect", vars(args))
 
     def on_episode(res, ep_id):
         stats["steps"] += res.steps
@@ -99,7 +103,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
             run.log({f"{res.task}/return": res.ret, f"{res.task}/episode_steps": res.steps,
                      "steps_per_s": rate, "episodes": bar.n})
 
-    writers = collect(cfg, on_episode)
+    try:
+        writers = collect(cfg, on_episode, on_start)
+    except (DatasetExistsError, DatasetMismatchError) as e:
+        bar.close()
+        raise CLIError(str(e)) from None
     bar.close()
     elapsed = time.perf_counter() - stats["t0"]
     print(f"\ncollected {bar.n} episodes, {stats['steps']} steps in {elapsed:.1f}s "

@@ -62,11 +62,17 @@ def _die_with_parent() -> None:
         pass
 
 
-def run_job(task: str, seed: int, tmp: str) -> EpisodeDone:
-    """Play and record one expert episode, write it to `tmp`. Runs in a worker or inline."""
+def _env(task: str):
+    """This process's env for `task`, built once (building a MuJoCo env costs ~0.1-1 s)."""
     env = _ENVS.get(task)
     if env is None:
         env = _ENVS[task] = envs.make(task)
+    return env
+
+
+def run_job(task: str, seed: int, tmp: str) -> EpisodeDone:
+    """Play and record one expert episode, write it to `tmp`. Runs in a worker or inline."""
+    env = _env(task)
     t0 = time.perf_counter()
     policy = make_policy("expert", env, seed=seed)
     ep, ret = record_episode(env, policy, seed)
@@ -96,15 +102,20 @@ def open_writers(cfg: CollectConfig) -> dict[str, DatasetWriter]:
                     "or choose another --out (existing data is never overwritten)")
     writers = {}
     for t in cfg.tasks:
-        env = envs.make(t)
-        try:
-            make_policy("expert", env)  # fail on a missing expert (or checkpoint) before writing
-            writers[t] = DatasetWriter(
-                dataset_dir(cfg.out, t, cfg.name), t, env.observation_space, env.action_space,
-                cfg.seed, envs.get_task(t).expert, gym.spec(envs.gym_id(t)).to_json(), cfg.resume)
-        finally:
-            env.close()
+        env = _env(t)  # reused by inline collection (workers=1)
+        make_policy("expert", env)  # fail on a missing expert (or checkpoint) before writing
+        writers[t] = DatasetWriter(
+            dataset_dir(cfg.out, t, cfg.name), t, env.observation_space, env.action_space,
+            cfg.seed, envs.get_task(t).expert, gym.spec(envs.gym_id(t)).to_json(), cfg.resume)
+    if cfg.workers > 1:
+        _close_envs()
     return writers
+
+
+def _close_envs() -> None:
+    for env in _ENVS.values():
+        env.close()
+    _ENVS.clear()
 
 
 def pending_jobs(cfg: CollectConfig, writers: dict[str, DatasetWriter]) -> list[tuple[str, int]]:
@@ -126,11 +137,13 @@ def _results(cfg: CollectConfig, jobs: list[tuple[str, str, int]]) -> Iterator[E
         yield from pool.imap_unordered(_run_job_star, [(t, s, tmp) for t, tmp, s in jobs])
 
 
-def collect(cfg: CollectConfig, on_episode: Callable[[EpisodeDone, int], None] | None = None
-            ) -> dict[str, DatasetWriter]:
-    """Run the collection; `on_episode(result, episode_id)` is called after each commit."""
+def collect(cfg: CollectConfig, on_episode: Callable[[EpisodeDone, int], None] | None = None,
+            on_start: Callable[[int], None] | None = None) -> dict[str, DatasetWriter]:
+    """Run the collection; `on_start(n_jobs)` once, then `on_episode(result, id)` after each commit."""
     writers = open_writers(cfg)
     jobs = [(t, str(writers[t].new_part_path()), s) for t, s in pending_jobs(cfg, writers)]
+    if on_start is not None:
+        on_start(len(jobs))
     remaining = {t: sum(1 for j in jobs if j[0] == t) for t in cfg.tasks}
     for t in cfg.tasks:
         if remaining[t] == 0 and cfg.finalize:
@@ -142,7 +155,5 @@ def collect(cfg: CollectConfig, on_episode: Callable[[EpisodeDone, int], None] |
             on_episode(res, ep_id)
         if remaining[res.task] == 0 and cfg.finalize:
             writers[res.task].finalize()
-    for env in _ENVS.values():
-        env.close()
-    _ENVS.clear()
+    _close_envs()
     return writers

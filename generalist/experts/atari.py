@@ -58,151 +58,174 @@ class _Approach:
     contact_pos: tuple[int, int] = (0, 0)
 
 
-class PongExpert(Policy):
-    """Pong from RAM: predict where the ball meets the paddle column, steer there by model-predictive
-    control in the emulator copy, and pick the hit offset whose simulated return wins the point."""
+class _PaddleExpert(Policy):
+    """Shared logic: predict where the ball meets the paddle line, then steer by rollouts in the copy.
 
-    name = "atari-pong-ram"
-    NOOP, UP, DOWN = 0, 2, 3  # minimal set: RIGHT moves the paddle up (y decreases)
-    PY, BX, BY = 51, 49, 54  # RAM: player paddle y, ball x, ball y (0 = no ball)
-    PADDLE_COL = 188  # ball x at which the ball reaches the player's paddle
-    CENTER = 6  # paddle y = ball y - 6 puts the ball on the paddle's middle
+    Coordinates are RAM bytes: the paddle's position along the line (PADDLE), the ball's position along
+    the line (ALONG) and towards it (TOWARD; the ball reaches the line when TOWARD >= LINE).
+    """
+
+    ROM = ""
+    PADDLE = ALONG = TOWARD = 0
+    LINE = 0
+    NOOP, PLUS, MINUS = 0, 0, 0  # actions that keep / increase / decrease the paddle coordinate
+    OFFSET = 0  # paddle coordinate minus ball coordinate that centres the ball on the paddle
+    AIM = 0  # extra offset of the aimed contact point
+    REST = 0  # where to wait when there is no prediction
     MPC_FRAMES = 40  # plan with the emulator copy in the last frames before contact
+    ZONE = 2  # contact within target +- ZONE is good enough: no last-moment corrections
+    COAST = 0.5  # coasting distance after release, in steps of current velocity
+    DEAD = 4  # base controller's dead band
+    HORIZON = 1200  # longest ball path predicted (frames)
 
     def __init__(self, env: TaskEnv, seed: int | None = None):
         super().__init__(env, seed)
-        self.sim = _Sim(env, "pong")
+        self.sim = _Sim(env, self.ROM)
         self.reset()
 
     def reset(self) -> None:
         """Forget the previous episode's ball prediction and paddle velocity."""
-        self.prev_py: int | None = None
-        self.prev_bx: int | None = None
+        self.prev_pos: int | None = None
+        self.last_action = self.NOOP
         self.approach: _Approach | None = None
-        self.aim_py: int | None = None  # paddle y at contact that wins the point in the copy
-        self.stats = {"mpc": 0, "predict": 0, "aim": 0}
+        self.stats = {"mpc": 0, "predict": 0}
 
     def act(self, obs: dict[str, np.ndarray]) -> int:
         """The action for the current state (the observation itself is not used)."""
         ale = self.env.ale
         ram = ale.getRAM()
-        py, bx, by = int(ram[self.PY]), int(ram[self.BX]), int(ram[self.BY])
-        frame = ale.getEpisodeFrameNumber()
-        vel = 0 if self.prev_py is None else py - self.prev_py
-        coming = by != 0 and self.prev_bx is not None and self.prev_bx < bx < self.PADDLE_COL
-        self.prev_py, self.prev_bx = py, bx
-        if not coming:
-            self.approach = None
-            return self._base(py, vel, by - self.CENTER if by else 120)
-        ap = self.approach
-        if ap is None or ap.path.get(frame) != (bx, by):
-            ap = self.approach = self._predict(frame, bx, by)
-            if ap is not None:
-                self.aim_py = self._aim(ap, py) if self.AIMS else ap.contact_pos[1] - self.CENTER + self.AIM
-        if ap is None or ap.contact_frame <= frame:
-            return self._base(py, vel, by - self.CENTER)
-        target = self.aim_py if self.aim_py is not None else ap.contact_pos[1] - self.CENTER
-        if ap.contact_frame - frame > self.MPC_FRAMES:
-            return self._base(py, vel, target)
-        return self._mpc(target, ap.contact_frame, py, vel)
+        pos = int(ram[self.PADDLE])
+        vel = 0 if self.prev_pos is None else pos - self.prev_pos
+        self.prev_pos = pos
+        self.last_action = self._choose(ram, pos, vel, ale.getEpisodeFrameNumber())
+        return self.last_action
 
-    def _base(self, py: int, vel: int, target: int, dead: int = 4) -> int:
-        stop = py + vel // 2  # the paddle coasts about half a step's travel after release
-        if stop > target + dead:
-            return self.UP
-        if stop < target - dead:
-            return self.DOWN
+    def _in_play(self, ram: np.ndarray) -> bool:
+        return ram[self.TOWARD] != 0
+
+    def _idle(self, ram: np.ndarray, pos: int, vel: int) -> int:
+        return self._base(pos, vel, self.REST)
+
+    def _choose(self, ram: np.ndarray, pos: int, vel: int, frame: int) -> int:
+        if not self._in_play(ram):
+            self.approach = None
+            return self._idle(ram, pos, vel)
+        ball = (int(ram[self.ALONG]), int(ram[self.TOWARD]))
+        ap = self.approach
+        if ap is None or ap.path.get(frame) != ball:
+            ap = self.approach = self._predict(frame, ball)
+        if ap is None or ap.contact_frame <= frame:
+            return self._base(pos, vel, ball[0] + self.OFFSET)
+        target = ap.contact_pos[0] + self.OFFSET + self.AIM
+        if ap.contact_frame - frame > self.MPC_FRAMES:
+            return self._base(pos, vel, target)
+        return self._mpc(target, ap.contact_frame, pos, vel)
+
+    def _base(self, pos: int, vel: int, target: int) -> int:
+        stop = pos + int(self.COAST * vel)  # the paddle coasts on after release
+        if stop > target + self.DEAD:
+            return self.MINUS
+        if stop < target - self.DEAD:
+            return self.PLUS
         return self.NOOP
 
-    def _predict(self, frame: int, bx: int, by: int) -> _Approach | None:
-        """Ball path (paddle left alone) until it reaches the paddle column; None if it doesn't."""
+    def _lost(self, reward: float, ram: np.ndarray) -> bool:
+        return reward < 0 or ram[self.TOWARD] == 0
+
+    def _predict(self, frame: int, ball: tuple[int, int]) -> _Approach | None:
+        """Ball path (paddle left alone) until it reaches the paddle line; None if it doesn't."""
         self.stats["predict"] += 1
         sim = self.sim
         sim.sync()
-        ap = _Approach(path={frame: (bx, by)})
-        for _ in range(400):
+        ap = _Approach(path={frame: ball})
+        for _ in range(self.HORIZON):
             r = sim.frame(self.NOOP)
             ram = sim.ram()
-            x, y = int(ram[self.BX]), int(ram[self.BY])
-            if r != 0 or y == 0:
+            x, y = int(ram[self.ALONG]), int(ram[self.TOWARD])
+            if self._lost(r, ram) or r > 0 and self.ROM == "pong":
                 return None
             f = sim.frame_number()
             ap.path[f] = (x, y)
-            if x >= self.PADDLE_COL:
+            if y >= self.LINE:
                 ap.contact_frame, ap.contact_pos = f, (x, y)
                 return ap
         return None
 
-    def _rollout(self, first: int, target: int, contact_frame: int, py: int) -> tuple[bool, int]:
-        """Play `first`, then the base controller, in the copy: (ball returned, paddle y at contact)."""
+    def _rollout(self, first: int, target: int, contact_frame: int, pos: int) -> tuple[bool, int]:
+        """Play `first`, then the base controller, in the copy: (ball sent back, paddle at contact)."""
         sim = self.sim
         sim.sync()
-        prev, action, py_c = py, first, None
-        for _ in range(contact_frame - sim.frame_number() + 40):
+        prev, action, pos_c = pos, first, None
+        for _ in range((contact_frame - sim.frame_number()) // FRAME_SKIP + 12):
             for _ in range(FRAME_SKIP):
                 r = sim.frame(action)
                 ram = sim.ram()
                 if sim.frame_number() == contact_frame:
-                    py_c = int(ram[self.PY])
-                if r < 0 or ram[self.BY] == 0:
-                    return False, py_c if py_c is not None else int(ram[self.PY])
-                if py_c is not None and ram[self.BX] < self.PADDLE_COL - 4:
-                    return True, py_c
-            cur = int(ram[self.PY])
+                    pos_c = int(ram[self.PADDLE])
+                if self._lost(r, ram):
+                    return False, pos_c if pos_c is not None else int(ram[self.PADDLE])
+                if pos_c is not None and ram[self.TOWARD] < self.LINE - 4:
+                    return True, pos_c
+            cur = int(ram[self.PADDLE])
             action, prev = self._base(cur, cur - prev, target), cur
-        return False, py_c if py_c is not None else py
+        return False, pos_c if pos_c is not None else pos
 
-    AIMS: tuple[int, ...] = (8, -8, 10, -10, 6, -6, 4, -4, 0)  # hit offsets tried, edges first
-    AIM = 8
-
-    def _aim(self, ap: _Approach, py: int) -> int | None:
-        """Paddle y at contact whose simulated return wins the point (first found), else None."""
-        self.stats["aim"] += 1
-        center = ap.contact_pos[1] - self.CENTER
-        fallback = None
-        for d in self.AIMS:
-            outcome, py_c = self._rally(center + d, ap.contact_frame, py)
-            if outcome > 0:
-                return py_c
-            if outcome == 0 and fallback is None:
-                fallback = py_c
-        return fallback
-
-    def _rally(self, target: int, contact_frame: int, py: int) -> tuple[int, int]:
-        """Steer to `target` in the copy and play on: (+1 point won, 0 returned, -1 lost; paddle y at contact)."""
-        sim = self.sim
-        sim.sync()
-        prev, py_c, went_back, last_x = py, py, False, None
-        for _ in range(200):
-            ram = sim.ram()
-            cur = int(ram[self.PY])
-            tgt = target if sim.frame_number() < contact_frame else int(ram[self.BY]) - self.CENTER
-            action, prev = self._base(cur, cur - prev, tgt), cur
-            for _ in range(FRAME_SKIP):
-                r = sim.frame(action)
-                if r:
-                    return (1 if r > 0 else -1), py_c
-                ram = sim.ram()
-                x = int(ram[self.BX])
-                if sim.frame_number() == contact_frame:
-                    py_c = int(ram[self.PY])
-                if last_x is not None and sim.frame_number() > contact_frame:
-                    if x < last_x:
-                        went_back = True
-                    elif went_back and x > last_x:
-                        return 0, py_c
-                last_x = x
-        return 0, py_c
-
-    def _mpc(self, target: int, contact_frame: int, py: int, vel: int) -> int:
+    def _mpc(self, target: int, contact_frame: int, pos: int, vel: int) -> int:
+        """Best first action by rollouts in the copy; keeps still while contact is already in the zone."""
         self.stats["mpc"] += 1
-        base = self._base(py, vel, target)
+        lo, hi = target - self.ZONE, target + self.ZONE
+        base = self._base(pos, vel, target)
         best, best_score = base, None
-        for a in [base] + [a for a in (self.NOOP, self.UP, self.DOWN) if a != base]:
-            hit, py_c = self._rollout(a, target, contact_frame, py)
-            score = abs(py_c - target) + (0 if hit else 1000)
+        for a in dict.fromkeys((self.NOOP, base, self.PLUS, self.MINUS)):
+            hit, pos_c = self._rollout(a, target, contact_frame, pos)
+            score = max(lo - pos_c, pos_c - hi, 0) + (0 if hit else 1000)
+            if score == 0:
+                return a
             if best_score is None or score < best_score:
                 best, best_score = a, score
-            if hit and abs(py_c - target) <= 2:
-                break
         return best
+
+
+class PongExpert(_PaddleExpert):
+    """Pong from RAM: predict where the ball meets the paddle (emulator copy), steer there by rollouts,
+    and hit it off-centre, which sends it back steeply enough that the computer usually misses."""
+
+    name = "atari-pong-ram"
+    ROM = "pong"
+    PADDLE, ALONG, TOWARD = 51, 54, 49  # RAM: player paddle y, ball y, ball x (0 = no ball)
+    LINE = 188  # ball x at which the ball reaches the player's paddle
+    NOOP, PLUS, MINUS = 0, 3, 2  # minimal set: LEFT moves the paddle down (y up), RIGHT up
+    OFFSET = -6  # paddle y = ball y - 6 puts the ball on the paddle's middle
+    AIM = 7
+    REST = 120
+
+    def _in_play(self, ram: np.ndarray) -> bool:
+        return ram[self.ALONG] != 0
+
+    def _lost(self, reward: float, ram: np.ndarray) -> bool:
+        return reward < 0 or ram[self.ALONG] == 0
+
+    def _idle(self, ram: np.ndarray, pos: int, vel: int) -> int:
+        return self._base(pos, vel, self.REST)
+
+
+class BreakoutExpert(_PaddleExpert):
+    """Breakout from RAM: FIRE to serve, predict where the ball comes down (emulator copy, bricks
+    included), steer the paddle there by rollouts."""
+
+    name = "atari-breakout-ram"
+    ROM = "breakout"
+    PADDLE, ALONG, TOWARD = 72, 99, 101  # RAM: paddle x, ball x, ball y (0 = no ball)
+    LINE = 177  # ball y at which the ball reaches the paddle's row
+    NOOP, FIRE, PLUS, MINUS = 0, 1, 2, 3
+    OFFSET = -9  # paddle x = ball x - 9 centres a full-width paddle under the ball
+    REST = 120
+
+    def _in_play(self, ram: np.ndarray) -> bool:
+        return 0 < ram[self.TOWARD] < 200
+
+    def _idle(self, ram: np.ndarray, pos: int, vel: int) -> int:
+        return self.FIRE
+
+    def _lost(self, reward: float, ram: np.ndarray) -> bool:
+        return ram[self.TOWARD] == 0 or ram[self.TOWARD] > self.LINE + 16

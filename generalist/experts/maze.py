@@ -13,7 +13,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from typing import Any
 
 import numpy as np
 
