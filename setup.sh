@@ -14,9 +14,6 @@ need=()
 for pkg in libegl1 libgl1 libegl-mesa0 libgles2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
-if [ "$job" = test ]; then
-  dpkg -s chromium >/dev/null 2>&1 || true  # the report test (eval issue) will need Debian's chromium
-fi
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${need[@]}"

@@ -7,6 +7,7 @@ import pytest
 
 from generalist import envs
 from generalist.envs.maze import MemoryMazeEnv, make_upstream
+from generalist.envs.maze_speedups import unwrap
 from generalist.experts import make_policy
 from generalist.experts.maze import MazePlannerExpert
 
@@ -83,16 +84,12 @@ def test_privileged_state(env):
     assert np.isclose(np.linalg.norm(p["agent_dir"]), 1.0)
 
 
-def test_speedups_installed():
-    e = MemoryMazeEnv()
-    e.reset(seed=2)
-    core = e._env
-    while hasattr(core, "env"):
-        core = core.env
-    targets = core.task._targets
-    assert all("vectorized" in t._update_activation.__name__ for t in targets)
+def test_speedups_installed(env):
+    env.reset(seed=2)
+    core = unwrap(env._env)
+    assert all("vectorized" in t._update_activation.__name__ for t in core.task._targets)
     assert hasattr(core._physics, "_generalist_cameras")
-    e.close()
+    assert isinstance(env.unwrapped, MemoryMazeEnv) and env.unwrapped.speedups
 
 
 def test_expert_beats_random(env):
