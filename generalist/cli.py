@@ -82,17 +82,18 @@ def cmd_collect(args: argparse.Namespace) -> int:
     cfg = CollectConfig(tasks=_check_tasks(args.tasks), episodes=args.episodes, out=Path(args.out),
                         workers=args.workers, seed=args.seed, resume=args.resume)
     run = None
-    bar = tqdm(total=0, unit="ep", desc="collect", dynamic_ncols=True, disable=None)
-    stats = {"steps": 0, "t0": time.perf_counter(), "returns": {}}
+    bar = tqdm(total=0, unit="ep", desc="collect", dynamic_ncols=True)
+    stats = {"steps": 0, "episodes": 0, "t0": time.perf_counter(), "returns": {}}
 
     def on_start(n_jobs):
         nonlocal run
+        run = _wandb_init(args.wandb, "collect", vars(args))
         bar.reset(total=n_jobs)
         stats["t0"] = time.perf_counter()
-        run = _wandb_init(args.wandb, "collect", vars(args))
 
     def on_episode(res, ep_id):
         stats["steps"] += res.steps
+        stats["episodes"] += 1
         stats["returns"].setdefault(res.task, []).append(res.ret)
         rate = stats["steps"] / (time.perf_counter() - stats["t0"])
         allr = [r for v in stats["returns"].values() for r in v]
@@ -101,7 +102,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                         steps_s=f"{rate:.0f}")
         if run is not None:
             run.log({f"{res.task}/return": res.ret, f"{res.task}/episode_steps": res.steps,
-                     "steps_per_s": rate, "episodes": bar.n})
+                     "steps_per_s": rate, "episodes": stats["episodes"]})
 
     try:
         writers = collect(cfg, on_episode, on_start)
@@ -110,7 +111,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         raise CLIError(str(e)) from None
     bar.close()
     elapsed = time.perf_counter() - stats["t0"]
-    print(f"\ncollected {bar.n} episodes, {stats['steps']} steps in {elapsed:.1f}s "
+    print(f"\ncollected {stats['episodes']} episodes, {stats['steps']} steps in {elapsed:.1f}s "
           f"({stats['steps'] / max(elapsed, 1e-9):.0f} steps/s) into {cfg.out}")
     _print_info([w.ds_dir for w in writers.values()])
     if run is not None:

@@ -155,3 +155,13 @@ def test_sigkill_then_resume(tmp_path, kill_after):
     assert not (ds / "data/parts").exists()
     assert not any(p.name.endswith(".tmp") for p in (ds / "data").rglob("*"))
     os.sync()
+
+
+def test_collect_logs_to_wandb_offline(tmp_path, cli):
+    res = subprocess.run([sys.executable, "-m", "generalist", "collect", TASK, "--episodes", "1", "--out",
+                          str(tmp_path / "d"), "--wandb", "offline"], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path, env={**os.environ, "WANDB_MODE": "offline"})
+    assert res.returncode == 0, res.stderr
+    assert "collected 1 episodes" in res.stdout
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert runs and runs[0].stat().st_size > 0
