@@ -1,0 +1,153 @@
+"""Gato's tokenization (Reed et al. 2022, section 2.1), in numpy.
+
+Vocabulary (one output head over it):
+    [0, 1024)        discrete values (Atari and maze actions), their integer as is
+    [1024, 2048)     continuous values: 1024 uniform bins over [-1, 1]
+    2048             the separator between a timestep's observation and its action
+Images are not tokens: they become non-overlapping patches (raster order) that the model embeds
+with a ResNet block; their slots in the token stream hold PATCH_TOKEN.
+
+A timestep is laid out as  [image patches] [state tokens] [separator] [action tokens];
+`local_positions` number the slots inside each timestep (Gato's local position encodings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+N_BINS = 1024
+DISCRETE_OFFSET = 0
+CONTINUOUS_OFFSET = 1024
+SEPARATOR = 2048
+VOCAB_SIZE = 2049
+PATCH_TOKEN = -1  # slot filled by an image patch embedding, not a token embedding
+MU, M = 100.0, 256.0
+
+
+def mu_law(x: np.ndarray, mu: float = MU, m: float = M) -> np.ndarray:
+    """Gato's mu-law companding: sign(x) log(|x| mu + 1) / log(M mu + 1)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.sign(x) * np.log1p(np.abs(x) * mu) / np.log1p(m * mu)
+
+
+def bin_values(x: np.ndarray) -> np.ndarray:
+    """Values in [-1, 1] (clipped first) to bin indices 0..1023, uniform bins."""
+    x = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
+    return np.minimum(((x + 1.0) / 2.0 * N_BINS).astype(np.int64), N_BINS - 1)
+
+
+def bin_centres(idx: np.ndarray) -> np.ndarray:
+    """Bin indices 0..1023 to their centres in [-1, 1]."""
+    return -1.0 + (np.asarray(idx, dtype=np.float64) + 0.5) * (2.0 / N_BINS)
+
+
+def encode_continuous_observation(x: np.ndarray) -> np.ndarray:
+    """Continuous observations: mu-law, clip to [-1, 1], 1024 bins, shifted into the continuous range."""
+    return bin_values(mu_law(x)) + CONTINUOUS_OFFSET
+
+
+def encode_continuous_action(a: np.ndarray) -> np.ndarray:
+    """Continuous actions (already in [-1, 1]): 1024 bins, no companding."""
+    return bin_values(a) + CONTINUOUS_OFFSET
+
+
+def decode_continuous_action(tokens: np.ndarray) -> np.ndarray:
+    """Tokens of the continuous range back to bin centres in [-1, 1]."""
+    t = np.asarray(tokens)
+    if ((t < CONTINUOUS_OFFSET) | (t >= CONTINUOUS_OFFSET + N_BINS)).any():
+        raise ValueError("token outside the continuous range")
+    return bin_centres(t - CONTINUOUS_OFFSET).astype(np.float32)
+
+
+def encode_discrete(a: np.ndarray) -> np.ndarray:
+    """Discrete values (actions): their integer, in the discrete range."""
+    a = np.asarray(a, dtype=np.int64)
+    if ((a < 0) | (a >= N_BINS)).any():
+        raise ValueError("discrete value outside [0, 1024)")
+    return a + DISCRETE_OFFSET
+
+
+def image_to_patches(images: np.ndarray, patch: int = 16) -> np.ndarray:
+    """uint8 (..., H, W, C) to float32 (..., n_patches, patch*patch*C) in raster order.
+
+    Pixels go to [-1, 1] and are divided by sqrt(patch), as Gato does. H and W are zero-padded
+    (pixel value 0 before scaling, i.e. black) up to a multiple of `patch`.
+    """
+    x = np.asarray(images)
+    *lead, h, w, c = x.shape
+    ph, pw = -h % patch, -w % patch
+    if ph or pw:
+        pad = [(0, 0)] * len(lead) + [(0, ph), (0, pw), (0, 0)]
+        x = np.pad(x, pad)
+    hh, ww = (h + ph) // patch, (w + pw) // patch
+    x = x.reshape(*lead, hh, patch, ww, patch, c)
+    x = np.moveaxis(x, -4, -3)  # (..., hh, ww, patch, patch, c)
+    x = x.reshape(*lead, hh * ww, patch * patch * c)
+    return ((x.astype(np.float32) / 255.0) * 2.0 - 1.0) / np.sqrt(patch)
+
+
+@dataclass(frozen=True)
+class TimestepLayout:
+    """How many slots of each kind one timestep of a task takes."""
+
+    n_patches: int
+    n_state: int
+    n_action: int
+    patch_dim: int
+    discrete_actions: int | None  # number of discrete actions, or None for continuous
+
+    @property
+    def length(self) -> int:
+        return self.n_patches + self.n_state + 1 + self.n_action
+
+    @classmethod
+    def for_spaces(cls, observation: dict[str, tuple], action_shape: tuple, discrete_n: int | None,
+                   patch: int = 16) -> TimestepLayout:
+        """observation: key -> shape ('image' (H, W, C) and/or 'state' (n,))."""
+        n_patches = patch_dim = 0
+        if "image" in observation:
+            h, w, c = observation["image"]
+            n_patches = (-(-h // patch)) * (-(-w // patch))
+            patch_dim = patch * patch * c
+        n_state = int(np.prod(observation["state"])) if "state" in observation else 0
+        n_action = 1 if discrete_n is not None else int(np.prod(action_shape))
+        return cls(n_patches, n_state, n_action, patch_dim, discrete_n)
+
+
+@dataclass
+class TokenizedWindow:
+    """A window of T timesteps flattened to T * layout.length slots."""
+
+    tokens: np.ndarray           # (S,) int64, PATCH_TOKEN where a patch goes
+    local_positions: np.ndarray  # (S,) int64, 0..layout.length-1 within each timestep
+    loss_mask: np.ndarray        # (S,) bool, True on action tokens only
+    patches: np.ndarray          # (T * n_patches, patch_dim) float32 (empty when no image)
+
+
+def tokenize(observations: dict[str, np.ndarray], actions: np.ndarray, layout: TimestepLayout,
+             patch: int = 16) -> TokenizedWindow:
+    """Observations (T, ...) and actions (T, ...) of consecutive timesteps to one token stream."""
+    t = len(actions)
+    cols = []
+    if layout.n_patches:
+        cols.append(np.full((t, layout.n_patches), PATCH_TOKEN, dtype=np.int64))
+    if layout.n_state:
+        cols.append(encode_continuous_observation(observations["state"][:t].reshape(t, -1)))
+    cols.append(np.full((t, 1), SEPARATOR, dtype=np.int64))
+    if layout.discrete_actions is not None:
+        cols.append(encode_discrete(actions.reshape(t, 1)))
+    else:
+        cols.append(encode_continuous_action(actions.reshape(t, -1)))
+    grid = np.concatenate(cols, axis=1)
+    mask = np.zeros_like(grid, dtype=bool)
+    mask[:, -layout.n_action:] = True
+    patches = (image_to_patches(observations["image"][:t], patch).reshape(-1, layout.patch_dim)
+               if layout.n_patches else np.zeros((0, 0), np.float32))
+    return TokenizedWindow(
+        tokens=grid.reshape(-1),
+        local_positions=np.tile(np.arange(layout.length), t),
+        loss_mask=mask.reshape(-1),
+        patches=patches,
+    )

@@ -1,0 +1,90 @@
+"""Gato's tokenization, with the numbers pinned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from generalist.agent import tokenizer as tk
+
+
+def test_mu_law_pinned_values():
+    # sign(x) * ln(|x|*100 + 1) / ln(256*100 + 1)
+    assert tk.mu_law(0.0) == 0.0
+    assert np.isclose(tk.mu_law(1.0), np.log(101) / np.log(25601))        # 0.454674...
+    assert np.isclose(tk.mu_law(1.0), 0.4546744, atol=1e-6)
+    assert np.isclose(tk.mu_law(-256.0), -1.0)
+    assert np.isclose(tk.mu_law(0.01), np.log(2) / np.log(25601))
+    assert tk.mu_law(1e6) > 1.0  # beyond M it exceeds 1: the clip happens at binning
+
+
+def test_bins_pinned():
+    np.testing.assert_array_equal(tk.bin_values([-1.0, -0.999, 0.0, 0.5, 1.0, 7.0, -7.0]),
+                                  [0, 0, 512, 768, 1023, 1023, 0])
+    assert tk.bin_values(-1 + 2 / 1024) == 1  # bin edges every 2/1024
+    np.testing.assert_allclose(tk.bin_centres([0, 511, 512, 1023]),
+                               [-1 + 1 / 1024, -1 / 1024, 1 / 1024, 1 - 1 / 1024])
+
+
+def test_continuous_observation_tokens():
+    x = np.array([0.0, 1.0, -1.0, 1000.0, -1000.0])
+    expected = tk.bin_values(np.clip(tk.mu_law(x), -1, 1)) + 1024
+    np.testing.assert_array_equal(tk.encode_continuous_observation(x), expected)
+    np.testing.assert_array_equal(tk.encode_continuous_observation([1000.0, -1000.0]), [2047, 1024])
+    assert tk.encode_continuous_observation(1.0) == 1024 + int((0.4546744 + 1) / 2 * 1024)  # 1768
+
+
+def test_continuous_action_round_trip_to_bin_centres():
+    a = np.array([-1.0, -0.3, 0.0, 0.25, 1.0], dtype=np.float32)
+    tokens = tk.encode_continuous_action(a)
+    assert tokens.min() >= 1024 and tokens.max() <= 2047
+    back = tk.decode_continuous_action(tokens)
+    assert np.abs(back - a).max() <= 1 / 1024 + 1e-7  # within half a bin (bin width 2/1024)
+    np.testing.assert_allclose(back, tk.bin_centres(tk.bin_values(a)).astype(np.float32))
+    with pytest.raises(ValueError):
+        tk.decode_continuous_action(np.array([5]))
+
+
+def test_discrete_range():
+    np.testing.assert_array_equal(tk.encode_discrete(np.array([0, 3, 5])), [0, 3, 5])
+    with pytest.raises(ValueError):
+        tk.encode_discrete(np.array([1024]))
+
+
+def test_patches_raster_order_and_scaling():
+    img = np.zeros((32, 48, 1), np.uint8)
+    img[:16, 16:32] = 255  # patch (row 0, col 1) is white
+    p = tk.image_to_patches(img, patch=16)
+    assert p.shape == (6, 256)
+    assert np.allclose(p[1], (1.0) / 4.0)           # white -> 1 / sqrt(16)
+    assert np.allclose(p[0], -1.0 / 4.0)            # black -> -1 / sqrt(16)
+    # 84x84 is padded to 96x96: 36 patches; a pixel keeps its place inside its patch
+    img = np.arange(84 * 84 * 3, dtype=np.int64).reshape(84, 84, 3) % 256
+    q = tk.image_to_patches(img.astype(np.uint8), patch=16)
+    assert q.shape == (36, 768)
+    r, c = 37, 50  # patch (2, 3), offset (5, 2)
+    expected = ((img[r, c, 1] / 255.0) * 2 - 1) / 4.0
+    assert np.isclose(q[2 * 6 + 3].reshape(16, 16, 3)[5, 2, 1], expected)
+
+
+def test_layout_and_tokenize_continuous():
+    layout = tk.TimestepLayout.for_spaces({"state": (3,)}, (2,), None)
+    assert (layout.n_patches, layout.n_state, layout.n_action, layout.length) == (0, 3, 2, 6)
+    obs = {"state": np.array([[0.0, 1.0, -1.0], [2.0, 0.0, 0.0]], np.float32)}
+    acts = np.array([[0.0, 1.0], [-1.0, 0.5]], np.float32)
+    w = tk.tokenize(obs, acts, layout)
+    assert w.tokens.tolist()[:6] == [1536, 1768, 1303, 2048, 1536, 2047]
+    assert w.local_positions.tolist() == [0, 1, 2, 3, 4, 5] * 2
+    assert w.loss_mask.tolist() == [False, False, False, False, True, True] * 2
+    assert w.patches.size == 0
+
+
+def test_tokenize_image_and_discrete():
+    layout = tk.TimestepLayout.for_spaces({"image": (64, 64, 3)}, (), 6)
+    assert layout.n_patches == 16 and layout.length == 18 and layout.patch_dim == 768
+    obs = {"image": np.zeros((3, 64, 64, 3), np.uint8)}
+    w = tk.tokenize(obs, np.array([0, 5, 2]), layout)
+    assert w.tokens.shape == (54,) and w.patches.shape == (48, 768)
+    assert (w.tokens.reshape(3, 18)[:, :16] == tk.PATCH_TOKEN).all()
+    assert w.tokens.reshape(3, 18)[:, 16:].tolist() == [[2048, 0], [2048, 5], [2048, 2]]
+    assert w.loss_mask.sum() == 3
