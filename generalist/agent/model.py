@@ -1,0 +1,160 @@
+"""Gato-style decoder-only transformer (nanoGPT-shaped), with a KV cache for acting.
+
+Inputs per sequence slot: a token (embedded) or, where the token is PATCH_TOKEN, an image patch
+(embedded by a ResNet block plus learned row/column patch-position embeddings); every slot adds a
+learned local-position embedding (its place inside its timestep). Attention is causal and fused
+(`scaled_dot_product_attention`). The output head predicts the next token over the vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from generalist.agent.tokenizer import PATCH_TOKEN, VOCAB_SIZE
+
+
+@dataclass
+class ModelConfig:
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 192
+    vocab_size: int = VOCAB_SIZE
+    max_local_positions: int = 128   # slots per timestep
+    max_patch_grid: int = 16         # patches per image side (16 x 16 patches of 16 px = 256 px)
+    patch_size: int = 16
+    patch_channels: int = 3          # grayscale patches are repeated to 3 channels
+    dropout: float = 0.0
+    max_seq_len: int = 1024          # context, in slots (for the KV cache and checks)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+SIZES: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(n_layer=4, n_head=4, n_embd=192),      # ~2.5M parameters
+    "small": ModelConfig(n_layer=8, n_head=8, n_embd=512),     # ~27M
+    "base": ModelConfig(n_layer=12, n_head=12, n_embd=768),    # ~88M, Gato's smallest is 79M
+}
+
+
+class ResidualPatchEmbed(nn.Module):
+    """Gato's patch embedding: a v2 ResNet block (GroupNorm, GELU, conv) then a linear projection."""
+
+    def __init__(self, cfg: ModelConfig, width: int = 32):
+        super().__init__()
+        c = cfg.patch_channels
+        self.stem = nn.Conv2d(c, width, 3, padding=1)
+        self.norm1 = nn.GroupNorm(8, width)
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.norm2 = nn.GroupNorm(8, width)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.proj = nn.Linear(width * (cfg.patch_size // 4) ** 2, cfg.n_embd)
+        self.pool = nn.AvgPool2d(4)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:  # (N, C, p, p) -> (N, n_embd)
+        x = self.stem(patches)
+        h = self.conv1(F.gelu(self.norm1(x)))
+        h = self.conv2(F.gelu(self.norm2(h)))
+        x = self.pool(x + h)
+        return self.proj(x.flatten(1))
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head, self.n_embd = cfg.n_head, cfg.n_embd
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None):
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).split(self.n_embd, dim=2)
+        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
+        if cache is not None:
+            k = torch.cat([cache[0], k], dim=2)
+            v = torch.cat([cache[1], v], dim=2)
+        past = k.shape[2] - t
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.dropout if self.training else 0.0)
+        else:  # new queries attend to all cached keys and causally among themselves
+            mask = torch.ones(t, k.shape[2], dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).contiguous().view(b, t, c)
+        return self.proj(y), (k, v)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.n_embd)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.n_embd)
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
+                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
+
+    def forward(self, x, cache=None):
+        a, new_cache = self.attn(self.ln1(x), cache)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), new_cache
+
+
+class GatoModel(nn.Module):
+    """Embeds a mixed token/patch stream and predicts next-token logits."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.local_pos = nn.Embedding(cfg.max_local_positions, cfg.n_embd)
+        self.patch_embed = ResidualPatchEmbed(cfg)
+        self.patch_row = nn.Embedding(cfg.max_patch_grid, cfg.n_embd)
+        self.patch_col = nn.Embedding(cfg.max_patch_grid, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight") and "patch" not in name:
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def embed(self, tokens: torch.Tensor, local_positions: torch.Tensor, patches: torch.Tensor | None = None,
+              patch_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens, local_positions: (B, S); patches (N, C, p, p) and patch_pos (N, 2) fill, in
+        row-major order over (B, S), the slots whose token is PATCH_TOKEN."""
+        is_patch = tokens == PATCH_TOKEN
+        x = self.tok_emb(tokens.clamp(min=0))
+        if patches is not None and patches.numel():
+            if patches.shape[1] == 1:
+                patches = patches.expand(-1, self.cfg.patch_channels, -1, -1)
+            pe = self.patch_embed(patches) + self.patch_row(patch_pos[:, 0]) + self.patch_col(patch_pos[:, 1])
+            x = x.masked_scatter(is_patch.unsqueeze(-1), pe.to(x.dtype))
+        return self.drop(x + self.local_pos(local_positions))
+
+    def forward(self, tokens, local_positions, patches=None, patch_pos=None, cache=None):
+        """Logits (B, S, vocab) and the updated per-layer KV cache."""
+        x = self.embed(tokens, local_positions, patches, patch_pos)
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, None if cache is None else cache[i])
+            new_cache.append(kv)
+        return self.head(self.ln_f(x)), new_cache
