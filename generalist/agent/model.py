@@ -43,25 +43,26 @@ SIZES: dict[str, ModelConfig] = {
 
 
 class ResidualPatchEmbed(nn.Module):
-    """Gato's patch embedding: a v2 ResNet block (GroupNorm, GELU, conv) then a linear projection."""
+    """Gato's patch embedding: a v2 ResNet block (GroupNorm, GELU, conv), then a linear projection.
+
+    The block runs on a 4x4 grid (a stride-4 stem first): on the full 16x16 pixels it cost ~20x
+    more and dominated CPU training time.
+    """
 
     def __init__(self, cfg: ModelConfig, width: int = 32):
         super().__init__()
-        c = cfg.patch_channels
-        self.stem = nn.Conv2d(c, width, 3, padding=1)
+        self.stem = nn.Conv2d(cfg.patch_channels, width, 4, stride=4)
         self.norm1 = nn.GroupNorm(8, width)
         self.conv1 = nn.Conv2d(width, width, 3, padding=1)
         self.norm2 = nn.GroupNorm(8, width)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
         self.proj = nn.Linear(width * (cfg.patch_size // 4) ** 2, cfg.n_embd)
-        self.pool = nn.AvgPool2d(4)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:  # (N, C, p, p) -> (N, n_embd)
         x = self.stem(patches)
         h = self.conv1(F.gelu(self.norm1(x)))
         h = self.conv2(F.gelu(self.norm2(h)))
-        x = self.pool(x + h)
-        return self.proj(x.flatten(1))
+        return self.proj((x + h).flatten(1))
 
 
 class CausalSelfAttention(nn.Module):

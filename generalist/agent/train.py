@@ -1,0 +1,241 @@
+"""The imitation training job: one Gato-style model on the episodes of many tasks.
+
+Single process or DDP under torchrun (`torchrun --nproc_per_node=K -m generalist train ...`); on
+CPU the gloo backend. The global batch is fixed: each of K ranks trains on its 1/K share of the
+same windows, so K processes follow the loss curve of one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from generalist.agent import checkpoint
+from generalist.agent.data import GlobalBatchIndices, WindowDataset, collate, layout_for, steps_per_window
+from generalist.agent.model import SIZES, GatoModel, ModelConfig
+from generalist.datasets.sampler import DatasetError, WindowSampler, open_tasks
+
+
+@dataclass
+class TrainConfig:
+    """Defaults train `tiny` on a laptop CPU in minutes."""
+
+    data: list[str] = field(default_factory=list)
+    out: str = "runs/default"
+    config: str = "tiny"
+    steps: int = 2000
+    batch: int = 16                 # global batch, in windows
+    context: int = 1024             # slots per window
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    prompt_prob: float = 0.25
+    val_fraction: float = 0.1
+    eval_every: int = 200
+    val_batches: int = 4
+    ckpt_every: int = 500
+    workers: int = 0                # DataLoader workers per process
+    seed: int = 0
+    compile: bool = False
+    wandb: str = "off"
+    task_weights: dict[str, float] | None = None
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Next-token cross-entropy on action tokens only; also the number of correct action tokens."""
+    logits, _ = model(batch["tokens"], batch["local_positions"], batch["patches"], batch["patch_pos"])
+    target = batch["tokens"][:, 1:]
+    mask = batch["loss_mask"][:, 1:]
+    pred = logits[:, :-1][mask].float()
+    loss = F.cross_entropy(pred, target[mask])
+    correct = (pred.argmax(-1) == target[mask]).sum()
+    return loss, correct, int(mask.sum())
+
+
+def _dist_env() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def data_spec(tasks) -> dict[str, Any]:
+    """What a run trained on; --resume must see the same."""
+    return {t: {"path": str(td.path), "episodes": int(len(td.lengths)), "steps": int(td.lengths.sum())}
+            for t, td in sorted(tasks.items())}
+
+
+def check_specs(tasks) -> None:
+    """Refuse datasets whose spaces contradict the registered task of the same name."""
+    from generalist import envs
+    from generalist.datasets.layout import serialize_space
+
+    for name, td in tasks.items():
+        if name not in envs.TASKS:
+            continue
+        env = envs.make(name)
+        try:
+            for what, ours, theirs in (("observation", env.observation_space, td.observation_space),
+                                       ("action", env.action_space, td.action_space)):
+                if serialize_space(ours) != serialize_space(theirs):
+                    raise DatasetError(f"dataset {td.path} stores {what} space {theirs}, but task {name} "
+                                       f"has {ours}; re-collect it with this version")
+        finally:
+            env.close()
+
+
+def train(cfg: TrainConfig, resume: bool = False,
+          on_log: Callable[[dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) training; returns final metrics."""
+    rank, world, local_rank = _dist_env()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if cfg.config not in SIZES:
+        raise ValueError(f"unknown model config {cfg.config!r}; choose from {', '.join(SIZES)}")
+    if not cfg.data:
+        raise DatasetError("no data path given (--data ROOT [ROOT ...])")
+
+    tasks = open_tasks([Path(p) for p in cfg.data], cfg.val_fraction, cfg.seed)
+    check_specs(tasks)
+    layouts = {t: layout_for(td) for t, td in tasks.items()}
+    spw = steps_per_window(tasks, cfg.context)
+    model_cfg = ModelConfig(**{**SIZES[cfg.config].to_dict(), "max_seq_len": cfg.context})
+    meta = {"train": asdict(cfg), "model": model_cfg.to_dict(), "data": data_spec(tasks),
+            "layouts": {t: asdict(lay) for t, lay in layouts.items()}}
+
+    torch.manual_seed(cfg.seed)
+    model = GatoModel(model_cfg).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95),
+                                  fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.lr)
+    start = 0
+    run_dir = Path(cfg.out)
+    if resume:
+        ck = checkpoint.latest(run_dir)
+        if ck is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}/checkpoints")
+        old = checkpoint.load_meta(ck)
+        for key in ("model", "data"):
+            if old[key] != meta[key]:
+                raise ValueError(f"--resume: the run in {run_dir} was trained with a different {key} "
+                                 f"({'config' if key == 'model' else 'data spec'}); use a new --out")
+        model.load_state_dict(checkpoint.load_weights(ck))
+        st = checkpoint.load_train_state(ck)
+        optimizer.load_state_dict(st["optimizer"])
+        scheduler.load_state_dict(st["scheduler"])
+        checkpoint.restore_rng(st["rng"])
+        start = int(st["step"])
+    elif checkpoint.latest(run_dir) is not None:
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or use a new --out")
+
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    fwd = torch.compile(ddp_model) if cfg.compile else ddp_model
+
+    train_set = WindowDataset(WindowSampler(tasks, spw, cfg.task_weights, cfg.prompt_prob, "train", cfg.seed),
+                              layouts, cfg.context)
+    loader = DataLoader(train_set, batch_size=cfg.batch // world, collate_fn=collate, num_workers=cfg.workers,
+                        sampler=GlobalBatchIndices(cfg.batch, start, cfg.steps, rank, world),
+                        persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
+    has_val = all(len(td.val_ids) for td in tasks.values())
+    val_set = WindowDataset(WindowSampler(tasks, spw, None, 0.0, "val", cfg.seed + 1), layouts, cfg.context) \
+        if has_val else None
+
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    run = None
+    if rank == 0 and cfg.wandb != "off":
+        import wandb
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "generalist"), job_type="train",
+                         mode=cfg.wandb, config=meta, dir=str(run_dir), resume="allow")
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc="train", disable=rank != 0, dynamic_ncols=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log: dict[str, float] = {}
+    t0, tokens_seen = time.perf_counter(), 0
+    step = start
+
+    def to_dev(b):
+        return {k: v.to(device, non_blocking=True) for k, v in b.items()}
+
+    def evaluate() -> dict[str, float]:
+        if val_set is None:
+            return {}
+        model.eval()
+        tot, correct, n = 0.0, 0, 0
+        with torch.no_grad(), amp:
+            for i in range(cfg.val_batches):
+                b = to_dev(collate([val_set[i * cfg.batch + j] for j in range(cfg.batch)]))
+                loss, c, m = action_loss(model, b)
+                tot += float(loss) * m
+                correct += int(c)
+                n += m
+        model.train()
+        return {"val_loss": tot / max(n, 1), "val_action_acc": correct / max(n, 1)}
+
+    model.train()
+    for batch in loader:
+        batch = to_dev(batch)
+        with amp:
+            loss, correct, n = action_loss(fwd, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        tokens_seen += batch["tokens"].numel() * world
+        loss_v = float(loss.detach())
+        if world > 1:
+            t = torch.tensor([loss_v], device=device)
+            dist.all_reduce(t)
+            loss_v = float(t) / world
+        rate = tokens_seen / (time.perf_counter() - t0)
+        log = {"step": step, "loss": loss_v, "action_acc": float(correct) / max(n, 1), "lr": scheduler.get_last_lr()[0],
+               "grad_norm": float(gnorm), "tokens_per_s": rate}
+        if rank == 0:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_v:.3f}", tok_s=f"{rate:.0f}")
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            log.update(evaluate())
+        if rank == 0:
+            if on_log is not None:
+                on_log(log)
+            if run is not None:
+                run.log(log, step=step)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                checkpoint.save(run_dir, step, model, optimizer, scheduler, meta)
+        if world > 1 and (step % cfg.ckpt_every == 0):
+            dist.barrier()
+    bar.close()
+    if run is not None:
+        run.finish()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return log
