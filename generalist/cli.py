@@ -1,4 +1,4 @@
-"""The `generalist` command: envs | experts | collect | datasets."""
+"""The `generalist` command: envs | experts | collect | datasets | train."""
 
 
 from __future__ import annotations
@@ -181,6 +181,35 @@ def cmd_datasets_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+# ---------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from generalist.agent.train import TrainConfig, train
+    from generalist.datasets.sampler import DatasetError
+
+    weights = None
+    if args.task_weights:
+        try:
+            weights = {k: float(v) for k, v in (kv.split("=") for kv in args.task_weights)}
+        except ValueError:
+            raise CLIError("--task-weights takes TASK=WEIGHT pairs, e.g. atari-pong=2") from None
+    for name in ("steps", "batch", "context"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name} must be at least 1")
+    cfg = TrainConfig(data=args.data, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
+                      context=args.context, lr=args.lr, warmup=min(args.warmup, max(1, args.steps // 10)),
+                      eval_every=args.eval_every, ckpt_every=args.ckpt_every, workers=args.workers,
+                      seed=args.seed, compile=args.compile, wandb=args.wandb, task_weights=weights,
+                      prompt_prob=args.prompt_prob)
+    try:
+        final = train(cfg, resume=args.resume)
+    except (DatasetError, FileExistsError, FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    if int(__import__("os").environ.get("RANK", 0)) == 0:
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in final.items()}
+        print(f"done: {shown}\ncheckpoints in {args.out}/checkpoints")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="generalist", description=__doc__)
@@ -215,6 +244,29 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log per-episode returns and throughput to Weights & Biases")
     c.set_defaults(func=cmd_collect)
+
+    t = sub.add_parser("train", help="train one transformer agent by imitation on collected datasets")
+    t.add_argument("--data", nargs="+", required=True, help="dataset roots (as written by `collect --out`)")
+    t.add_argument("--out", required=True, help="run directory: checkpoints, W&B files")
+    t.add_argument("--config", choices=["tiny", "small", "base"], default="tiny",
+                   help="model size: tiny (~3M, CPU), small (~28M), base (~89M, Gato's smallest)")
+    t.add_argument("--steps", type=int, default=2000, help="optimizer steps")
+    t.add_argument("--batch", type=int, default=16, help="global batch in windows (split across ranks)")
+    t.add_argument("--context", type=int, default=1024, help="context length in tokens (slots)")
+    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    t.add_argument("--warmup", type=int, default=100, help="warm-up steps before cosine decay")
+    t.add_argument("--eval-every", type=int, default=200, help="validation loss every N steps")
+    t.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps (and at the end)")
+    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per rank")
+    t.add_argument("--prompt-prob", type=float, default=0.25,
+                   help="share of windows that start with a prompt from another episode (Gato: 0.25)")
+    t.add_argument("--task-weights", nargs="*", metavar="TASK=W", help="sampling weights (default: balanced)")
+    t.add_argument("--seed", type=int, default=0, help="seed for init and data order")
+    t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    t.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
+                   help="log to Weights & Biases (offline never uses the network)")
+    t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("datasets", help="inspect datasets")
     ds = d.add_subparsers(dest="datasets_command", required=True)

@@ -7,6 +7,7 @@ same windows, so K processes follow the loss curve of one.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -15,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -154,7 +154,9 @@ def train(cfg: TrainConfig, resume: bool = False,
 
     ddp_model = model
     if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+        # A rank whose share of the batch holds no image leaves the patch embedding unused.
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None, find_unused_parameters=True)
     fwd = torch.compile(ddp_model) if cfg.compile else ddp_model
 
     train_set = WindowDataset(WindowSampler(tasks, spw, cfg.task_weights, cfg.prompt_prob, "train", cfg.seed),
@@ -224,6 +226,8 @@ def train(cfg: TrainConfig, resume: bool = False,
         if step % cfg.eval_every == 0 or step == cfg.steps:
             log.update(evaluate())
         if rank == 0:
+            with open(run_dir / "metrics.jsonl", "a") as f:  # the loss curves, one JSON line per step
+                f.write(json.dumps(log) + "\n")
             if on_log is not None:
                 on_log(log)
             if run is not None:

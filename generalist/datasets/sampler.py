@@ -62,9 +62,11 @@ def open_tasks(roots: list[Path], val_fraction: float = 0.1, seed: int = 0) -> d
         n_val = int(round(val_fraction * len(lengths))) if len(lengths) >= 2 else 0
         if val_fraction > 0 and len(lengths) >= 2:
             n_val = max(1, n_val)
-        tasks[task] = TaskData(task, p, deserialize_space(meta["observation_space"]),
-                               deserialize_space(meta["action_space"]), lengths,
-                               np.sort(order[n_val:]), np.sort(order[:n_val]))
+        try:
+            spaces = deserialize_space(meta["observation_space"]), deserialize_space(meta["action_space"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise DatasetError(f"dataset {p}: metadata.json spaces cannot be read ({e})") from None
+        tasks[task] = TaskData(task, p, *spaces, lengths, np.sort(order[n_val:]), np.sort(order[:n_val]))
     return tasks
 
 

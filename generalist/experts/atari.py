@@ -70,12 +70,13 @@ class _PaddleExpert(Policy):
     LINE = 0
     NOOP, PLUS, MINUS = 0, 0, 0  # actions that keep / increase / decrease the paddle coordinate
     OFFSET = 0  # paddle coordinate minus ball coordinate that centres the ball on the paddle
-    AIM = 0  # extra offset of the aimed contact point
+    AIMS: tuple[int, ...] = (0,)  # offset of the aimed contact point, by returns since the last point
     REST = 0  # where to wait when there is no prediction
     MPC_FRAMES = 40  # plan with the emulator copy in the last frames before contact
-    ZONE = 2  # contact within target +- ZONE is good enough: no last-moment corrections
+    ZONE = 6  # contact within centre +- ZONE is safe
+    AIM_ZONE = 4  # contact within target +- AIM_ZONE is what we want
     COAST = 0.5  # coasting distance after release, in steps of current velocity
-    DEAD = 4  # base controller's dead band
+    DEAD = 11  # base controller's dead band: half the ~23 px a paddle moves per step
     HORIZON = 1200  # longest ball path predicted (frames)
 
     def __init__(self, env: TaskEnv, seed: int | None = None):
@@ -88,6 +89,7 @@ class _PaddleExpert(Policy):
         self.prev_pos: int | None = None
         self.last_action = self.NOOP
         self.approach: _Approach | None = None
+        self.returns = 0  # approaches since the last point
         self.stats = {"mpc": 0, "predict": 0}
 
     def act(self, obs: dict[str, np.ndarray]) -> int:
@@ -108,18 +110,21 @@ class _PaddleExpert(Policy):
 
     def _choose(self, ram: np.ndarray, pos: int, vel: int, frame: int) -> int:
         if not self._in_play(ram):
-            self.approach = None
+            self.approach, self.returns = None, 0
             return self._idle(ram, pos, vel)
         ball = (int(ram[self.ALONG]), int(ram[self.TOWARD]))
         ap = self.approach
         if ap is None or ap.path.get(frame) != ball:
+            if ap is not None and 0 <= ap.contact_frame < frame:
+                self.returns += 1
             ap = self.approach = self._predict(frame, ball)
-        if ap is None or ap.contact_frame <= frame:
+        if ap.contact_frame <= frame:
             return self._base(pos, vel, ball[0] + self.OFFSET)
-        target = ap.contact_pos[0] + self.OFFSET + self.AIM
+        center = ap.contact_pos[0] + self.OFFSET
+        target = center + self.AIMS[self.returns % len(self.AIMS)]
         if ap.contact_frame - frame > self.MPC_FRAMES:
             return self._base(pos, vel, target)
-        return self._mpc(target, ap.contact_frame, pos, vel)
+        return self._mpc(target, center, ap.contact_frame, pos, vel)
 
     def _base(self, pos: int, vel: int, target: int) -> int:
         stop = pos + int(self.COAST * vel)  # the paddle coasts on after release
@@ -132,7 +137,10 @@ class _PaddleExpert(Policy):
     def _lost(self, reward: float, ram: np.ndarray) -> bool:
         return reward < 0 or ram[self.TOWARD] == 0
 
-    def _predict(self, frame: int, ball: tuple[int, int]) -> _Approach | None:
+    def _point_over(self, reward: float, ram: np.ndarray) -> bool:
+        return self._lost(reward, ram)
+
+    def _predict(self, frame: int, ball: tuple[int, int]) -> _Approach:
         """Ball path (paddle left alone) until it reaches the paddle line; None if it doesn't."""
         self.stats["predict"] += 1
         sim = self.sim
@@ -142,14 +150,14 @@ class _PaddleExpert(Policy):
             r = sim.frame(self.NOOP)
             ram = sim.ram()
             x, y = int(ram[self.ALONG]), int(ram[self.TOWARD])
-            if self._lost(r, ram) or r > 0 and self.ROM == "pong":
-                return None
+            if self._point_over(r, ram):
+                return ap  # no contact: the path alone, so that the next steps can check it
             f = sim.frame_number()
             ap.path[f] = (x, y)
             if y >= self.LINE:
                 ap.contact_frame, ap.contact_pos = f, (x, y)
                 return ap
-        return None
+        return ap
 
     def _rollout(self, first: int, target: int, contact_frame: int, pos: int) -> tuple[bool, int]:
         """Play `first`, then the base controller, in the copy: (ball sent back, paddle at contact)."""
@@ -170,15 +178,23 @@ class _PaddleExpert(Policy):
             action, prev = self._base(cur, cur - prev, target), cur
         return False, pos_c if pos_c is not None else pos
 
-    def _mpc(self, target: int, contact_frame: int, pos: int, vel: int) -> int:
-        """Best first action by rollouts in the copy; keeps still while contact is already in the zone."""
+    def _mpc(self, target: int, center: int, contact_frame: int, pos: int, vel: int) -> int:
+        """Best first action by rollouts in the copy: contact within AIM_ZONE of the target beats
+        contact within ZONE of the paddle's centre beats any return beats the nearest miss; ties go to
+        NOOP, then the base controller's action (fewer action changes, less exposure to sticky actions)."""
         self.stats["mpc"] += 1
-        lo, hi = target - self.ZONE, target + self.ZONE
         base = self._base(pos, vel, target)
         best, best_score = base, None
         for a in dict.fromkeys((self.NOOP, base, self.PLUS, self.MINUS)):
             hit, pos_c = self._rollout(a, target, contact_frame, pos)
-            score = max(lo - pos_c, pos_c - hi, 0) + (0 if hit else 1000)
+            if not hit:
+                score = 3000 + abs(pos_c - center)
+            elif abs(pos_c - target) <= self.AIM_ZONE:
+                score = 0
+            elif abs(pos_c - center) <= self.ZONE:
+                score = 1000
+            else:
+                score = 2000 + abs(pos_c - center)
             if score == 0:
                 return a
             if best_score is None or score < best_score:
@@ -196,7 +212,7 @@ class PongExpert(_PaddleExpert):
     LINE = 188  # ball x at which the ball reaches the player's paddle
     NOOP, PLUS, MINUS = 0, 3, 2  # minimal set: LEFT moves the paddle down (y up), RIGHT up
     OFFSET = -6  # paddle y = ball y - 6 puts the ball on the paddle's middle
-    AIM = 7
+    AIMS = (7, 7, 4, -7, 8, 0, -4, 6, -6)  # off-centre hits win points; vary them to break cycles
     REST = 120
 
     def _in_play(self, ram: np.ndarray) -> bool:
@@ -204,6 +220,9 @@ class PongExpert(_PaddleExpert):
 
     def _lost(self, reward: float, ram: np.ndarray) -> bool:
         return reward < 0 or ram[self.ALONG] == 0
+
+    def _point_over(self, reward: float, ram: np.ndarray) -> bool:
+        return reward != 0 or ram[self.ALONG] == 0
 
     def _idle(self, ram: np.ndarray, pos: int, vel: int) -> int:
         return self._base(pos, vel, self.REST)
@@ -220,6 +239,7 @@ class BreakoutExpert(_PaddleExpert):
     NOOP, FIRE, PLUS, MINUS = 0, 1, 2, 3
     OFFSET = -9  # paddle x = ball x - 9 centres a full-width paddle under the ball
     REST = 120
+    ZONE, AIM_ZONE, DEAD = 2, 2, 4
 
     def _in_play(self, ram: np.ndarray) -> bool:
         return 0 < ram[self.TOWARD] < 200

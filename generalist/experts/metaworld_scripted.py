@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import numpy as np
 
 from generalist.envs.base import TaskEnv
 from generalist.experts.base import Policy
+
+
+# Meta-World's policies warn on every action that their gains saturate; the env clips, as intended.
+warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
 
 
 class _DoorOpenPolicy:
