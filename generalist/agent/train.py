@@ -63,14 +63,17 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Next-token cross-entropy on action tokens only; also the number of correct action tokens."""
+    """Summed next-token cross-entropy over action tokens only, correct action tokens, their count.
+
+    Sums, not means: the trainer divides by the global token count so that K ranks weigh every
+    token exactly as one process does."""
     logits, _ = model(batch["tokens"], batch["local_positions"], batch["patches"], batch["patch_pos"])
     target = batch["tokens"][:, 1:]
     mask = batch["loss_mask"][:, 1:]
     pred = logits[:, :-1][mask].float()
-    loss = F.cross_entropy(pred, target[mask])
+    loss_sum = F.cross_entropy(pred, target[mask], reduction="sum")
     correct = (pred.argmax(-1) == target[mask]).sum()
-    return loss, correct, int(mask.sum())
+    return loss_sum, correct, int(mask.sum())
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -193,8 +196,8 @@ def train(cfg: TrainConfig, resume: bool = False,
         with torch.no_grad(), amp:
             for i in range(cfg.val_batches):
                 b = to_dev(collate([val_set[i * cfg.batch + j] for j in range(cfg.batch)]))
-                loss, c, m = action_loss(model, b)
-                tot += float(loss) * m
+                loss_sum, c, m = action_loss(model, b)
+                tot += float(loss_sum)
                 correct += int(c)
                 n += m
         model.train()
@@ -204,21 +207,21 @@ def train(cfg: TrainConfig, resume: bool = False,
     for batch in loader:
         batch = to_dev(batch)
         with amp:
-            loss, correct, n = action_loss(fwd, batch)
+            loss_sum, correct, n = action_loss(fwd, batch)
+        stats = torch.tensor([float(n), float(correct), float(loss_sum.detach())], device=device)
+        if world > 1:
+            dist.all_reduce(stats)
+        n_global = max(float(stats[0]), 1.0)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss_sum * (world / n_global)).backward()  # DDP averages over ranks: * world restores the sum
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
         step += 1
         tokens_seen += batch["tokens"].numel() * world
-        loss_v = float(loss.detach())
-        if world > 1:
-            t = torch.tensor([loss_v], device=device)
-            dist.all_reduce(t)
-            loss_v = float(t) / world
+        loss_v = float(stats[2]) / n_global
         rate = tokens_seen / (time.perf_counter() - t0)
-        log = {"step": step, "loss": loss_v, "action_acc": float(correct) / max(n, 1), "lr": scheduler.get_last_lr()[0],
+        log = {"step": step, "loss": loss_v, "action_acc": float(stats[1]) / n_global, "lr": scheduler.get_last_lr()[0],
                "grad_norm": float(gnorm), "tokens_per_s": rate}
         if rank == 0:
             bar.update(1)

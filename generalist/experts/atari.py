@@ -35,6 +35,7 @@ class _Sim:
         self.frames = 0  # frames emulated since construction (cost accounting)
 
     def sync(self) -> None:
+        """Copy the real emulator's current state into the copy (reads the real one only)."""
         self.ale.restoreState(self.real.cloneState())
 
     def frame(self, action: int) -> int:
@@ -87,7 +88,6 @@ class _PaddleExpert(Policy):
     def reset(self) -> None:
         """Forget the previous episode's ball prediction and paddle velocity."""
         self.prev_pos: int | None = None
-        self.last_action = self.NOOP
         self.approach: _Approach | None = None
         self.returns = 0  # approaches since the last point
         self.stats = {"mpc": 0, "predict": 0}
@@ -99,8 +99,7 @@ class _PaddleExpert(Policy):
         pos = int(ram[self.PADDLE])
         vel = 0 if self.prev_pos is None else pos - self.prev_pos
         self.prev_pos = pos
-        self.last_action = self._choose(ram, pos, vel, ale.getEpisodeFrameNumber())
-        return self.last_action
+        return self._choose(ram, pos, vel, ale.getEpisodeFrameNumber())
 
     def _in_play(self, ram: np.ndarray) -> bool:
         return ram[self.TOWARD] != 0
@@ -141,7 +140,7 @@ class _PaddleExpert(Policy):
         return self._lost(reward, ram)
 
     def _predict(self, frame: int, ball: tuple[int, int]) -> _Approach:
-        """Ball path (paddle left alone) until it reaches the paddle line; None if it doesn't."""
+        """Ball path (paddle left alone) until it reaches the paddle line (contact_frame -1 if it doesn't)."""
         self.stats["predict"] += 1
         sim = self.sim
         sim.sync()
@@ -224,9 +223,6 @@ class PongExpert(_PaddleExpert):
     def _point_over(self, reward: float, ram: np.ndarray) -> bool:
         return reward != 0 or ram[self.ALONG] == 0
 
-    def _idle(self, ram: np.ndarray, pos: int, vel: int) -> int:
-        return self._base(pos, vel, self.REST)
-
 
 class BreakoutExpert(_PaddleExpert):
     """Breakout from RAM: FIRE to serve, predict where the ball comes down (emulator copy, bricks
@@ -239,7 +235,7 @@ class BreakoutExpert(_PaddleExpert):
     NOOP, FIRE, PLUS, MINUS = 0, 1, 2, 3
     OFFSET = -9  # paddle x = ball x - 9 centres a full-width paddle under the ball
     REST = 120
-    ZONE, AIM_ZONE, DEAD = 2, 2, 4
+    ZONE, AIM_ZONE, DEAD = 5, 5, 8
 
     def _in_play(self, ram: np.ndarray) -> bool:
         return 0 < ram[self.TOWARD] < 200
