@@ -45,7 +45,7 @@ class TrainConfig:
     prompt_prob: float = 0.25
     val_fraction: float = 0.1
     eval_every: int = 200
-    val_batches: int = 4
+    val_batches: int = 2             # per task
     ckpt_every: int = 500
     workers: int = 0                # DataLoader workers per process
     seed: int = 0
@@ -167,9 +167,9 @@ def train(cfg: TrainConfig, resume: bool = False,
     loader = DataLoader(train_set, batch_size=cfg.batch // world, collate_fn=collate, num_workers=cfg.workers,
                         sampler=GlobalBatchIndices(cfg.batch, start, cfg.steps, rank, world),
                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
-    has_val = all(len(td.val_ids) for td in tasks.values())
-    val_set = WindowDataset(WindowSampler(tasks, spw, None, 0.0, "val", cfg.seed + 1), layouts, cfg.context) \
-        if has_val else None
+    # one held-out stream per task (episodes never trained on), so losses are reported per task
+    val_sets = {t: WindowDataset(WindowSampler(tasks, spw, {t: 1.0}, 0.0, "val", cfg.seed + 1), layouts, cfg.context)
+                for t, td in tasks.items() if len(td.val_ids)}
 
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     run = None
@@ -189,19 +189,24 @@ def train(cfg: TrainConfig, resume: bool = False,
         return {k: v.to(device, non_blocking=True) for k, v in b.items()}
 
     def evaluate() -> dict[str, float]:
-        if val_set is None:
+        """Action-token loss and accuracy on held-out episodes, per task and over all tokens."""
+        if not val_sets:
             return {}
         model.eval()
-        tot, correct, n = 0.0, 0, 0
+        out: dict[str, float] = {}
+        all_tot, all_correct, all_n = 0.0, 0, 0
         with torch.no_grad(), amp:
-            for i in range(cfg.val_batches):
-                b = to_dev(collate([val_set[i * cfg.batch + j] for j in range(cfg.batch)]))
-                loss_sum, c, m = action_loss(model, b)
-                tot += float(loss_sum)
-                correct += int(c)
-                n += m
+            for t, vs in val_sets.items():
+                tot, correct, n = 0.0, 0, 0
+                for i in range(cfg.val_batches):
+                    b = to_dev(collate([vs[i * cfg.batch + j] for j in range(cfg.batch)]))
+                    loss_sum, c, m = action_loss(model, b)
+                    tot, correct, n = tot + float(loss_sum), correct + int(c), n + m
+                out[f"val/{t}/loss"] = tot / max(n, 1)
+                out[f"val/{t}/action_acc"] = correct / max(n, 1)
+                all_tot, all_correct, all_n = all_tot + tot, all_correct + correct, all_n + n
         model.train()
-        return {"val_loss": tot / max(n, 1), "val_action_acc": correct / max(n, 1)}
+        return {"val_loss": all_tot / max(all_n, 1), "val_action_acc": all_correct / max(all_n, 1), **out}
 
     model.train()
     for batch in loader:
