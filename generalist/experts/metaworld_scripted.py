@@ -10,7 +10,6 @@ import numpy as np
 from generalist.envs.base import TaskEnv
 from generalist.experts.base import Policy
 
-
 # Meta-World's policies warn on every action that their gains saturate; the env clips, as intended.
 warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
 
