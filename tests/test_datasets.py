@@ -165,3 +165,9 @@ def test_collect_logs_to_wandb_offline(tmp_path, cli):
     assert "collected 1 episodes" in res.stdout
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert runs and runs[0].stat().st_size > 0
+
+
+def test_bad_episode_count_writes_nothing(tmp_path, cli):
+    res = cli("collect", TASK, "--episodes", "0", "--out", str(tmp_path / "o"))
+    assert res.returncode != 0 and "--episodes" in res.stderr
+    assert not (tmp_path / "o").exists()

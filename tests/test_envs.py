@@ -10,9 +10,6 @@ from gymnasium.utils.env_checker import check_env
 
 from generalist import envs
 
-FAST_TASKS = [t for t in envs.task_names() if not t.startswith("memorymaze")]  # maze: tests/test_maze.py
-
-
 @pytest.mark.parametrize("task", envs.task_names())
 def test_reset_and_step(task):
     env = envs.make(task)
@@ -35,7 +32,7 @@ def test_reset_and_step(task):
         env.close()
 
 
-@pytest.mark.parametrize("task", FAST_TASKS)
+@pytest.mark.parametrize("task", envs.task_names())
 def test_gymnasium_env_checker(task):
     env = envs.make(task)
     try:
