@@ -118,3 +118,14 @@ def test_ddp_gloo_two_processes_match_one(data, tmp_path):
     assert len(a) == len(b) == 5
     for x, y in zip(a, b, strict=True):
         assert abs(x - y) < 1e-3 * max(1.0, abs(x)), (a, b)
+
+
+def test_validation_is_per_task(data, tmp_path):
+    from generalist.agent.train import TrainConfig, train
+
+    logs = []
+    train(TrainConfig(data=[str(data)], out=str(tmp_path / "r"), steps=2, batch=2, context=256, eval_every=2,
+                      val_batches=1), on_log=logs.append)
+    accs = {k: v for k, v in logs[-1].items() if k.startswith("val/") and k.endswith("/loss")}
+    assert set(accs) == {f"val/{t}/loss" for t in ("dmc-reacher-easy", "metaworld-reach", "memorymaze-9x9")}
+    assert len(set(accs.values())) == 3  # each task scored on its own held-out windows

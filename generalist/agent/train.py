@@ -168,7 +168,8 @@ def train(cfg: TrainConfig, resume: bool = False,
                         sampler=GlobalBatchIndices(cfg.batch, start, cfg.steps, rank, world),
                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     # one held-out stream per task (episodes never trained on), so losses are reported per task
-    val_sets = {t: WindowDataset(WindowSampler(tasks, spw, {t: 1.0}, 0.0, "val", cfg.seed + 1), layouts, cfg.context)
+    val_sets = {t: WindowDataset(WindowSampler(tasks, spw, {x: float(x == t) for x in tasks}, 0.0, "val",
+                                               cfg.seed + 1), layouts, cfg.context)
                 for t, td in tasks.items() if len(td.val_ids)}
 
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)

@@ -71,7 +71,8 @@ def open_tasks(roots: list[Path], val_fraction: float = 0.1, seed: int = 0) -> d
 
 
 class WindowSampler:
-    """Draws (task, observations, actions) windows; task-balanced unless weights are given."""
+    """Draws (task, observations, actions) windows; task-balanced unless weights are given
+    (a task missing from `weights` keeps weight 1)."""
 
     def __init__(self, tasks: dict[str, TaskData], steps_per_window: dict[str, int],
                  weights: dict[str, float] | None = None, prompt_prob: float = 0.25,
