@@ -129,3 +129,12 @@ def test_validation_is_per_task(data, tmp_path):
     accs = {k: v for k, v in logs[-1].items() if k.startswith("val/") and k.endswith("/loss")}
     assert set(accs) == {f"val/{t}/loss" for t in ("dmc-reacher-easy", "metaworld-reach", "memorymaze-9x9")}
     assert len(set(accs.values())) == 3  # each task scored on its own held-out windows
+
+
+def test_dataloader_workers_and_wandb_offline(data, tmp_path, cli):
+    run = tmp_path / "run"
+    res = cli("train", "--data", str(data), "--out", str(run), "--steps", "3", "--workers", "2",
+              "--wandb", "offline", *TRAIN, env={"WANDB_MODE": "offline"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(_metrics(run)) == 3
+    assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
