@@ -27,9 +27,11 @@ def main() -> None:
     val = [r for r in rows if "val_loss" in r]
     ax1.plot([r["step"] for r in val], [r["val_loss"] for r in val], "k-o", ms=3, label="validation (all)")
     tasks = sorted({k.split("/")[1] for r in val for k in r if k.startswith("val/")})
-    for t in tasks:
-        ax1.plot([r["step"] for r in val], [r[f"val/{t}/loss"] for r in val], "--", lw=1, label=f"val {t}")
-        ax2.plot([r["step"] for r in val], [r[f"val/{t}/action_acc"] for r in val], "-o", ms=3, label=t)
+    colors = plt.get_cmap("tab10")
+    for i, t in enumerate(tasks):
+        c = colors(i + 2)
+        ax1.plot([r["step"] for r in val], [r[f"val/{t}/loss"] for r in val], "--", lw=1, color=c, label=f"val {t}")
+        ax2.plot([r["step"] for r in val], [r[f"val/{t}/action_acc"] for r in val], "-o", ms=3, color=c, label=t)
     ax1.set(xlabel="step", ylabel="action-token cross-entropy", yscale="log", title="loss")
     ax2.set(xlabel="step", ylabel="held-out action-token accuracy", ylim=(0, 1), title="action accuracy")
     ax1.legend(fontsize=7)
