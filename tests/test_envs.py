@@ -10,6 +10,7 @@ from gymnasium.utils.env_checker import check_env
 
 from generalist import envs
 
+
 @pytest.mark.parametrize("task", envs.task_names())
 def test_reset_and_step(task):
     env = envs.make(task)

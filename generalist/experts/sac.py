@@ -239,6 +239,7 @@ def export_actor(actor: Actor, path: Path, meta: dict[str, Any]) -> None:
     tensors = {k: v.detach().contiguous().clone() for k, v in actor.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+    os.chmod(tmp, 0o644)  # safetensors writes 0600; the package file must be readable by all
     os.replace(tmp, path)
 
 
