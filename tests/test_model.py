@@ -58,3 +58,27 @@ def test_kv_cache_matches_full_recompute():
             pieces.append(o)
         inc = torch.cat(pieces, 1)
     torch.testing.assert_close(inc, full, atol=1e-5, rtol=1e-4)
+
+
+def test_preallocated_kv_cache_matches_full_recompute():
+    from generalist.agent.model import KVCache
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layer=2, n_head=2, n_embd=32, max_seq_len=64)
+    m = GatoModel(cfg).eval()
+    tokens, local, patches, pos = _batch(b=1, steps=3)
+    with torch.no_grad():
+        full, _ = m(tokens, local, patches, pos)
+        kv = KVCache(cfg)
+        k = int((tokens[:, :12] == PATCH_TOKEN).sum())
+        out, kv = m(tokens[:, :12], local[:, :12], patches[:k], pos[:k], kv)
+        pieces = [out]
+        for i in range(12, tokens.shape[1]):
+            npatch = int((tokens[:, i] == PATCH_TOKEN).sum())
+            o, kv = m(tokens[:, i:i + 1], local[:, i:i + 1], patches[k:k + npatch], pos[k:k + npatch], kv)
+            k += npatch
+            pieces.append(o)
+        assert kv.length == tokens.shape[1]
+        last, _ = m(tokens[:, :5], local[:, :5], patches[:4], pos[:4], last_only=True)
+    torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-5, rtol=1e-4)
+    assert last.shape[1] == 1

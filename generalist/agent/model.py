@@ -65,6 +65,30 @@ class ResidualPatchEmbed(nn.Module):
         return self.proj((x + h).flatten(1))
 
 
+class KVCache:
+    """Preallocated keys/values for all layers: appending writes in place (no growing torch.cat)."""
+
+    def __init__(self, cfg: ModelConfig, batch: int = 1, device=None, dtype=torch.float32):
+        shape = (cfg.n_layer, 2, batch, cfg.n_head, cfg.max_seq_len, cfg.n_embd // cfg.n_head)
+        self.buf = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0      # slots stored
+        self._pending = 0    # slots added by the forward pass in progress
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = k.shape[2]
+        end = self.length + t
+        if end > self.buf.shape[4]:
+            raise ValueError(f"KV cache full: {end} slots > max_seq_len {self.buf.shape[4]}")
+        self.buf[layer, 0, :, :, self.length:end] = k
+        self.buf[layer, 1, :, :, self.length:end] = v
+        self._pending = t
+        return self.buf[layer, 0, :, :, :end], self.buf[layer, 1, :, :, :end]
+
+    def commit(self) -> None:
+        self.length += self._pending
+        self._pending = 0
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -73,11 +97,14 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+                kv: KVCache | None = None, layer: int = 0):
         b, t, c = x.shape
         q, k, v = self.qkv(x).split(self.n_embd, dim=2)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
-        if cache is not None:
+        if kv is not None:
+            k, v = kv.append(layer, k, v)
+        elif cache is not None:
             k = torch.cat([cache[0], k], dim=2)
             v = torch.cat([cache[1], v], dim=2)
         past = k.shape[2] - t
@@ -100,8 +127,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
                                  nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
 
-    def forward(self, x, cache=None):
-        a, new_cache = self.attn(self.ln1(x), cache)
+    def forward(self, x, cache=None, kv: KVCache | None = None, layer: int = 0):
+        a, new_cache = self.attn(self.ln1(x), cache, kv, layer)
         x = x + a
         return x + self.mlp(self.ln2(x)), new_cache
 
@@ -151,11 +178,20 @@ class GatoModel(nn.Module):
             x = x.masked_scatter(is_patch.unsqueeze(-1), pe.to(x.dtype))
         return self.drop(x + self.local_pos(local_positions))
 
-    def forward(self, tokens, local_positions, patches=None, patch_pos=None, cache=None):
-        """Logits (B, S, vocab) and the updated per-layer KV cache."""
+    def forward(self, tokens, local_positions, patches=None, patch_pos=None, cache=None, last_only: bool = False):
+        """Logits (B, S, vocab) (only the last slot's with last_only) and the updated KV cache.
+
+        `cache` is None (no cache), a KVCache (preallocated, updated in place: acting), or the list of
+        per-layer (k, v) this method returned before."""
         x = self.embed(tokens, local_positions, patches, patch_pos)
+        kv = cache if isinstance(cache, KVCache) else None
         new_cache = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, None if cache is None else cache[i])
-            new_cache.append(kv)
+            x, layer_kv = block(x, None if cache is None or kv is not None else cache[i], kv, i)
+            new_cache.append(layer_kv)
+        if kv is not None:
+            kv.commit()
+            new_cache = kv
+        if last_only:
+            x = x[:, -1:]
         return self.head(self.ln_f(x)), new_cache

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from generalist.agent import checkpoint
-from generalist.agent.model import GatoModel, ModelConfig
+from generalist.agent.model import GatoModel, KVCache, ModelConfig
 from generalist.agent.tokenizer import (
     CONTINUOUS_OFFSET,
     N_BINS,
@@ -132,7 +132,9 @@ class AgentPolicy:
         local = torch.tensor([t for p in parts for t in p.local], device=self.device)[None]
         patches = torch.from_numpy(np.concatenate([p.patches for p in parts])).to(self.device)
         pos = torch.from_numpy(np.concatenate([p.patch_pos for p in parts])).to(self.device)
-        logits, cache = self.model(tokens, local, patches, pos, cache)
+        if cache is None and self.use_cache:
+            cache = KVCache(self.model.cfg, 1, self.device, next(self.model.parameters()).dtype)
+        logits, cache = self.model(tokens, local, patches, pos, cache, last_only=True)
         return logits[0, -1], cache, tokens.shape[1]
 
     def _valid_range(self) -> tuple[int, int]:
