@@ -160,7 +160,8 @@ def train(cfg: TrainConfig, resume: bool = False,
         # A rank whose share of the batch holds no image leaves the patch embedding unused.
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[local_rank] if device.type == "cuda" else None, find_unused_parameters=True)
-    fwd = torch.compile(ddp_model) if cfg.compile else ddp_model
+    # dynamic: the number of image patches per batch varies with the tasks sampled
+    fwd = torch.compile(ddp_model, dynamic=True) if cfg.compile else ddp_model
 
     train_set = WindowDataset(WindowSampler(tasks, spw, cfg.task_weights, cfg.prompt_prob, "train", cfg.seed),
                               layouts, cfg.context)
