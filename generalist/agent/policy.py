@@ -182,7 +182,3 @@ class AgentPolicy:
         if lay.discrete_actions is not None:
             return int(out[0])
         return decode_continuous_action(np.array(out))
-
-    # a Policy-compatible alias used by evaluation code
-    def __call__(self, obs):
-        return self.act(obs)

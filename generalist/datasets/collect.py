@@ -20,9 +20,9 @@ from typing import Any
 import gymnasium as gym
 
 from generalist import envs
-from generalist.datasets.layout import DEFAULT_NAME, dataset_dir
+from generalist.datasets.layout import DEFAULT_NAME, METADATA_FILE, data_dir, dataset_dir
 from generalist.datasets.recorder import record_episode
-from generalist.datasets.writer import DatasetWriter, write_episode_file
+from generalist.datasets.writer import DatasetExistsError, DatasetWriter, write_episode_file
 from generalist.experts import make_policy
 
 
@@ -92,8 +92,6 @@ def open_writers(cfg: CollectConfig) -> dict[str, DatasetWriter]:
     if cfg.episodes < 1:
         raise ValueError("--episodes must be at least 1")
     if not cfg.resume:  # refuse before creating anything, for every task at once
-        from generalist.datasets.layout import METADATA_FILE, data_dir
-        from generalist.datasets.writer import DatasetExistsError
         for t in cfg.tasks:
             d = dataset_dir(cfg.out, t, cfg.name)
             if (data_dir(d) / METADATA_FILE).exists():

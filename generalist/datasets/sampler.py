@@ -90,10 +90,6 @@ class WindowSampler:
         self.rng = np.random.default_rng(seed)
         self._files: dict[str, h5py.File] = {}
 
-    def reseed(self, seed: int) -> None:
-        """Give each DataLoader worker (or rank) its own stream."""
-        self.rng = np.random.default_rng(seed)
-
     def _file(self, task: str) -> h5py.File:
         f = self._files.get(task)
         if f is None:  # opened lazily: h5py handles cannot cross process boundaries
