@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from pathlib import Path
 
 from generalist.envs import UnknownTaskError, get_task, task_names
 
@@ -68,8 +70,6 @@ def cmd_experts_score(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- collect
 def cmd_collect(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from tqdm import tqdm
 
     from generalist.datasets.collect import CollectConfig, collect
@@ -123,8 +123,6 @@ def _wandb_init(mode: str, job: str, config: dict):
     """A W&B run in `mode` (offline|online), or None for off. Offline never touches the network."""
     if mode == "off":
         return None
-    import os
-
     import wandb
 
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -204,7 +202,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         final = train(cfg, resume=args.resume)
     except (DatasetError, FileExistsError, FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
-    if int(__import__("os").environ.get("RANK", 0)) == 0:
+    if int(os.environ.get("RANK", 0)) == 0:
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in final.items()}
         print(f"done: {shown}\ncheckpoints in {args.out}/checkpoints")
     return 0
@@ -212,8 +210,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from tqdm import tqdm
 
     from generalist.datasets.layout import write_json_atomic
