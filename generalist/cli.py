@@ -209,74 +209,60 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- eval
-def cmd_eval(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from generalist.datasets.layout import write_json_atomic
-    from generalist.eval.rollouts import evaluate_task, references, task_scores
-    from generalist.eval.scores import aggregate
-
-    ckpt = None
-    if args.policy == "agent":
-        if not args.run:
-            raise CLIError("give a run directory or checkpoint to evaluate (or --policy expert|random)")
-        from generalist.agent import checkpoint
-
-        try:
-            ckpt = checkpoint.resolve(Path(args.run))
-        except FileNotFoundError as e:
-            raise CLIError(str(e)) from None
-        known = sorted(checkpoint.load_meta(ckpt)["layouts"])
-        tasks = args.tasks or known
-        unseen = [t for t in tasks if t not in known]
-        if unseen:
-            raise CLIError(f"the checkpoint was never trained on {', '.join(unseen)}; it knows: {', '.join(known)}")
-    else:
-        if not args.tasks:
-            raise CLIError("--tasks is required with --policy expert|random")
-        tasks = args.tasks
-    _check_tasks(tasks)
-    out = Path(args.out)
-    if (out / "scores.json").exists():
-        raise CLIError(f"{out / 'scores.json'} exists; choose another --out (results are never overwritten)")
-    per_task = {}
-    bar = tqdm(total=len(tasks) * args.episodes, unit="ep", desc="eval", dynamic_ncols=True)
-    for task in tasks:
-        def tick(r, task=task):
-            bar.update(1)
-            bar.set_postfix(task=task, ret=f"{r.ret:.1f}")
-
-        results = evaluate_task(task, args.policy, args.episodes, args.seed, ckpt, progress=tick)
-        if args.refresh_reference:
-            exp = [r.ret for r in evaluate_task(task, "expert", args.episodes, args.seed)]
-            rnd = [r.ret for r in evaluate_task(task, "random", args.episodes, args.seed)]
-            expert_mean, random_mean = sum(exp) / len(exp), sum(rnd) / len(rnd)
-        else:
-            try:
-                expert_mean, random_mean = references(task)
-            except KeyError as e:
-                raise CLIError(str(e.args[0])) from None
-        per_task[task] = task_scores(task, results, expert_mean, random_mean)
-    bar.close()
-    domains = sorted({v["domain"] for v in per_task.values()})
-    scores = {
-        "policy": args.policy, "checkpoint": str(ckpt) if ckpt else None, "seed": args.seed,
-        "tasks": per_task,
-        "aggregate": aggregate({t: v["normalized"] for t, v in per_task.items()}),
-        "domains": {d: aggregate({t: v["normalized"] for t, v in per_task.items() if v["domain"] == d})
-                    for d in domains},
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "scores.json", scores)
+def print_scores(scores: dict) -> None:
+    """The per-task table and the aggregate line, as the report shows them."""
     print(f"{'task':24} {'mean':>10} {'95% CI':>22} {'expert':>9} {'random':>9} {'normalized':>10}")
-    for t, v in per_task.items():
+    for t, v in scores["tasks"].items():
         lo, hi = v["agent_ci95"]
         print(f"{t:24} {v['agent_mean']:10.2f} {f'[{lo:.1f}, {hi:.1f}]':>22} {v['expert_mean']:9.2f} "
               f"{v['random_mean']:9.2f} {v['normalized']:10.3f}")
     a = scores["aggregate"]
     print(f"aggregate: mean {a['mean']:.3f}, median {a['median']:.3f}, IQM {a['iqm']:.3f}; "
           f"{a['tasks_over_50']}/{a['tasks']} tasks >= 50% of expert, {a['tasks_over_80']} >= 80%")
-    print(f"wrote {out / 'scores.json'}")
+
+
+def eval_progress(total: int):
+    """A tqdm bar over episodes (and videos) and the progress callback that drives it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="ep", desc="eval", dynamic_ncols=True)
+
+    def tick(stage: str, task: str, ret: float | None) -> None:
+        bar.update(1)
+        bar.set_postfix(stage=stage, task=task, **({"ret": f"{ret:.1f}"} if ret is not None else {}))
+
+    return bar, tick
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from generalist.eval.evaluate import EvalConfig, EvalError, evaluate, resolve
+
+    cfg = EvalConfig(out=args.out, run=args.run, tasks=args.tasks, episodes=args.episodes, workers=args.workers,
+                     seed=args.seed, policy=args.policy, refresh_reference=args.refresh_reference,
+                     videos=not args.no_videos, video_frames=args.video_frames, wandb=args.wandb)
+    try:
+        _, tasks = resolve(cfg)
+        per_task = cfg.episodes * (3 if cfg.refresh_reference and cfg.policy == "agent" else
+                                   2 if cfg.refresh_reference else 1)
+        bar, tick = eval_progress(len(tasks) * per_task + (len(tasks) if cfg.videos else 0))
+        scores = evaluate(cfg, tick)
+        bar.close()
+    except EvalError as e:
+        raise CLIError(str(e)) from None
+    print_scores(scores)
+    out = Path(args.out)
+    print(f"wrote {out / 'scores.json'}, {out / 'report.md'} and {out / 'report.html'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from generalist.eval import report
+
+    out = Path(args.dir)
+    if not (out / "scores.json").exists():
+        raise CLIError(f"no scores.json in {out}; run `generalist eval ... --out {out}` first")
+    md, page = report.write(out)
+    print(f"wrote {md} and {page}")
     return 0
 
 
@@ -340,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("eval", help="score a policy per task against the expert and random references")
     v.add_argument("run", nargs="?", help="run directory or checkpoint (for --policy agent)")
-    v.add_argument("--out", required=True, help="directory for scores.json")
+    v.add_argument("--out", required=True, help="directory for scores.json, report.md, report.html, videos/")
     v.add_argument("--tasks", nargs="+", help="tasks (default: every task the checkpoint was trained on)")
     v.add_argument("--episodes", type=int, default=50, help="episodes per task (default 50, as Gato)")
     v.add_argument("--seed", type=int, default=2_000_000, help="first seed; no dataset uses them by default")
@@ -348,7 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to evaluate: the checkpoint's agent, or the expert / random references")
     v.add_argument("--refresh-reference", action="store_true",
                    help="re-measure expert and random on the same seeds instead of the stored references")
+    v.add_argument("--workers", type=int, default=1, help="parallel processes over tasks and episodes")
+    v.add_argument("--no-videos", action="store_true", help="skip the per-task agent-vs-expert GIFs")
+    v.add_argument("--video-frames", type=int, default=250, help="frames per video (default 250)")
+    v.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
+                   help="also log the table, charts and videos to Weights & Biases")
     v.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("report", help="rebuild report.md and report.html from an eval directory's scores.json")
+    r.add_argument("dir", help="the --out directory of `generalist eval`")
+    r.set_defaults(func=cmd_report)
 
     d = sub.add_parser("datasets", help="inspect datasets")
     ds = d.add_subparsers(dest="datasets_command", required=True)

@@ -31,6 +31,8 @@ class MetaWorldEnv(TaskEnv):
         )
         if render_mode == "rgb_array":
             self._env.width = self._env.height = render_size
+            # the renderer was built at Meta-World's 480x480 during construction; 10x fewer pixels to draw
+            self._env.mujoco_renderer.width = self._env.mujoco_renderer.height = render_size
             self._env.camera_name = "corner"
         self._env._freeze_rand_vec = False
         self._env.seeded_rand_vec = True

@@ -10,52 +10,22 @@ import json
 import os
 import shlex
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from generalist import envs
-from generalist.experts import make_policy
-from generalist.experts.rollout import EpisodeResult, run_episode, summarize
+from generalist.experts.rollout import EpisodeJob, expert_factory, run_jobs, split_seeds, summarize
 
 REFERENCE_FILE = Path(__file__).parent / "data" / "reference_scores.json"
 REFERENCE_SEED = 1_000_000  # far from collection seeds (0, 1, ...) so no dataset shares them
-
-
-def _episodes(task: str, kind: str, seeds: list[int]) -> list[EpisodeResult]:
-    env = envs.make(task)
-    try:
-        out = []
-        for s in seeds:
-            policy = make_policy(kind, env, seed=s)
-            out.append(run_episode(env, policy, s))
-        return out
-    finally:
-        env.close()
 
 
 def measure(task: str, kind: str, episodes: int, seed: int = REFERENCE_SEED, workers: int = 1,
             progress=None) -> dict[str, Any]:
     """Mean return (and success rate) of `kind` ('expert'|'random') over seeds seed..seed+episodes-1."""
     seeds = list(range(seed, seed + episodes))
-    results: list[EpisodeResult] = []
-    if workers <= 1:
-        env = envs.make(task)
-        try:
-            for s in seeds:
-                results.append(run_episode(env, make_policy(kind, env, seed=s), s))
-                if progress:
-                    progress(results[-1])
-        finally:
-            env.close()
-    else:
-        chunks = [seeds[i::workers] for i in range(workers)]
-        with ProcessPoolExecutor(workers) as pool:
-            for part in pool.map(_episodes, [task] * workers, [kind] * workers, chunks):
-                results.extend(part)
-                if progress:
-                    for r in part:
-                        progress(r)
+    jobs = [EpisodeJob(task, expert_factory(kind), chunk, kind) for chunk in split_seeds(seeds, workers)]
+    tick = (lambda _label, _task, r: progress(r)) if progress else None
+    results = [r for part in run_jobs(jobs, workers, tick) for r in part]
     results.sort(key=lambda r: r.seed)
     out = summarize(results)
     out.update(seed=seed, returns=[round(r.ret, 4) for r in results])

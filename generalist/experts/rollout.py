@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
+import sys
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -62,3 +67,92 @@ def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
     if results and results[0].success is not None:
         out["success_rate"] = float(np.mean([bool(r.success) for r in results]))
     return out
+
+
+PolicyFactory = Callable[[TaskEnv, int], Policy]
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    """Episodes of one policy on one task: a unit of work a worker process runs on its own env.
+
+    `policy` must be picklable (a module-level function or a functools.partial of one): it is
+    called once per episode with the env and the episode's seed."""
+
+    task: str
+    policy: PolicyFactory
+    seeds: tuple[int, ...]
+    label: str = ""
+
+
+def expert_factory(kind: str) -> PolicyFactory:
+    """A picklable factory for 'expert' or 'random', seeded per episode."""
+    return partial(_make_kind, kind)
+
+
+def _make_kind(kind: str, env: TaskEnv, seed: int) -> Policy:
+    from generalist.experts import make_policy
+
+    return make_policy(kind, env, seed=seed)
+
+
+def split_seeds(seeds: list[int], parts: int) -> list[tuple[int, ...]]:
+    """Contiguous, nearly equal chunks (no empty ones)."""
+    parts = max(1, min(parts, len(seeds)))
+    bounds = np.linspace(0, len(seeds), parts + 1).round().astype(int)
+    return [tuple(seeds[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def _run_job(job: EpisodeJob, queue: Any = None) -> list[EpisodeResult]:
+    from generalist import envs
+
+    env = envs.make(job.task)
+    try:
+        out = []
+        for s in job.seeds:
+            out.append(run_episode(env, job.policy(env, s), s))
+            if queue is not None:
+                queue.put((job.label, job.task, out[-1]))
+        return out
+    finally:
+        env.close()
+
+
+def worker_init() -> None:
+    # one compute thread per worker process: W workers on W cores, not W x cores threads
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def run_jobs(jobs: list[EpisodeJob], workers: int = 1,
+             progress: Callable[[str, str, EpisodeResult], None] | None = None) -> list[list[EpisodeResult]]:
+    """Run every job (in `workers` spawned processes when > 1); results in job order.
+
+    `progress(label, task, result)` is called in this process after every episode."""
+    if workers <= 1:
+        results = []
+        for job in jobs:
+            results.append(_run_job(job))
+            if progress:
+                for r in results[-1]:
+                    progress(job.label, job.task, r)
+        return results
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        queue = manager.Queue()
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init) as pool:
+            futures = [pool.submit(_run_job, job, queue) for job in jobs]
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                while True:
+                    try:
+                        label, task, r = queue.get_nowait()
+                    except Exception:  # queue.Empty through the manager proxy
+                        break
+                    if progress:
+                        progress(label, task, r)
+                for f in done:
+                    f.result()  # surface a worker's exception now, not after every job ran
+            return [f.result() for f in futures]

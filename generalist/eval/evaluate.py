@@ -1,0 +1,210 @@
+"""The evaluation job: roll out a policy per task, score it against the references, write the report.
+
+One path for every policy: the agent (a checkpoint), the experts and the random policy are all
+`PolicyFactory`s run by the same episode jobs, in `workers` processes when asked.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing as mp
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from generalist import envs
+from generalist.eval.rollouts import EVAL_SEED, task_scores
+from generalist.eval.scores import aggregate
+from generalist.experts import reference
+from generalist.experts.rollout import (
+    EpisodeJob,
+    PolicyFactory,
+    expert_factory,
+    run_jobs,
+    split_seeds,
+    worker_init,
+)
+
+
+class EvalError(Exception):
+    """Bad evaluation input: the message says what to do."""
+
+
+@dataclass
+class EvalConfig:
+    out: str
+    run: str | None = None             # run directory or checkpoint (policy 'agent')
+    tasks: list[str] | None = None     # default: every task the checkpoint was trained on
+    episodes: int = 50
+    workers: int = 1
+    seed: int = EVAL_SEED
+    policy: str = "agent"
+    refresh_reference: bool = False
+    videos: bool = True
+    video_frames: int = 250
+    wandb: str = "off"
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_agent(ckpt: str, task: str):
+    from generalist.agent.policy import AgentPolicy
+
+    return AgentPolicy.from_checkpoint(Path(ckpt), task)
+
+
+def _agent(ckpt: str, env, seed: int):
+    """The agent for env's task; loaded once per process and task, reset by the episode loop."""
+    return _cached_agent(ckpt, env.task.name)
+
+
+def policy_factory(kind: str, ckpt: Path | None) -> PolicyFactory:
+    """A picklable factory for 'agent' (needs `ckpt`), 'expert' or 'random'."""
+    if kind == "agent":
+        if ckpt is None:
+            raise EvalError("--policy agent needs a run directory or checkpoint")
+        return functools.partial(_agent, str(ckpt))
+    if kind not in ("expert", "random"):
+        raise EvalError(f"unknown policy {kind!r}; use agent, expert or random")
+    return expert_factory(kind)
+
+
+def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
+    """The checkpoint (for the agent) and the task list, checked; raises EvalError."""
+    if cfg.episodes < 1:
+        raise EvalError("--episodes must be at least 1")
+    ckpt = None
+    if cfg.policy == "agent":
+        if not cfg.run:
+            raise EvalError("give a run directory or checkpoint to evaluate (or --policy expert|random)")
+        from generalist.agent import checkpoint
+
+        try:
+            ckpt = checkpoint.resolve(Path(cfg.run))
+        except FileNotFoundError as e:
+            raise EvalError(str(e)) from None
+        known = sorted(checkpoint.load_meta(ckpt)["layouts"])
+        tasks = list(cfg.tasks or known)
+        unseen = [t for t in tasks if t not in known]
+        if unseen:
+            raise EvalError(f"the checkpoint was never trained on {', '.join(unseen)}; it knows: {', '.join(known)}")
+    else:
+        if not cfg.tasks:
+            raise EvalError("--tasks is required with --policy expert|random")
+        tasks = list(cfg.tasks)
+    for t in tasks:
+        try:
+            envs.get_task(t)
+        except envs.UnknownTaskError as e:
+            raise EvalError(str(e)) from None
+    if not cfg.refresh_reference:
+        stored = reference.load()
+        missing = [t for t in tasks if not {"expert", "random"} <= set(stored.get(t, {}))]
+        if missing:
+            raise EvalError(f"no stored reference scores for {', '.join(missing)}; run `generalist experts score "
+                            f"{' '.join(missing)} --save` or pass --refresh-reference")
+    return ckpt, tasks
+
+
+def episode_jobs(tasks: list[str], kinds: dict[str, PolicyFactory], episodes: int, seed: int,
+                 workers: int) -> list[EpisodeJob]:
+    """Split every (policy, task) into chunks of seeds so that `workers` processes stay busy."""
+    n = len(tasks) * len(kinds)
+    chunks = max(1, -(-2 * workers // n)) if workers > 1 else 1
+    seeds = list(range(seed, seed + episodes))
+    return [EpisodeJob(task, factory, part, label)
+            for label, factory in kinds.items() for task in tasks for part in split_seeds(seeds, chunks)]
+
+
+def _video(task: str, agent: PolicyFactory, seed: int, frames: int, path: str, with_expert: bool) -> dict[str, Any]:
+    from generalist.eval.video import record, side_by_side, write_gif
+
+    a, ret_a = record(task, agent, seed, frames)
+    streams, info = [a], {"seed": seed, "frames": len(a), "agent_return": ret_a}
+    if with_expert:
+        e, ret_e = record(task, expert_factory("expert"), seed, frames)
+        streams.append(e)
+        info["expert_return"] = ret_e
+    write_gif(side_by_side(*streams), Path(path))
+    info["path"] = Path(path).name
+    return info
+
+
+def record_videos(tasks: list[str], factory: PolicyFactory, kind: str, seed: int, frames: int, out: Path,
+                  workers: int, progress: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
+    """One GIF per task (agent left, expert right on the same seed) under out/videos/."""
+    args = [(t, factory, seed, frames, str(out / "videos" / f"{t}.gif"), kind != "expert") for t in tasks]
+    res = {}
+    if workers <= 1:
+        for a in args:
+            res[a[0]] = _video(*a)
+            if progress:
+                progress(a[0])
+        return res
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=worker_init) as pool:
+        futures = {a[0]: pool.submit(_video, *a) for a in args}
+        for t, f in futures.items():
+            res[t] = f.result()
+            if progress:
+                progress(t)
+    return res
+
+
+def evaluate(cfg: EvalConfig, progress: Callable[[str, str, float | None], None] | None = None) -> dict[str, Any]:
+    """Run the evaluation, write out/scores.json, the videos and the report; returns the scores.
+
+    `progress(stage, task, return_or_None)` is called after every episode and every video."""
+    ckpt, tasks = resolve(cfg)
+    out = Path(cfg.out)
+    if (out / "scores.json").exists():
+        raise EvalError(f"{out / 'scores.json'} exists; choose another --out (results are never overwritten)")
+    kinds = {cfg.policy: policy_factory(cfg.policy, ckpt)}
+    if cfg.refresh_reference:
+        for k in ("expert", "random"):
+            kinds.setdefault(k, expert_factory(k))
+    jobs = episode_jobs(tasks, kinds, cfg.episodes, cfg.seed, cfg.workers)
+    tick = (lambda label, task, r: progress(label, task, r.ret)) if progress else None
+    results: dict[tuple[str, str], list] = {}
+    for job, part in zip(jobs, run_jobs(jobs, cfg.workers, tick), strict=True):
+        results.setdefault((job.label, job.task), []).extend(part)
+    stored = reference.load()
+    per_task = {}
+    for task in tasks:
+        if cfg.refresh_reference:
+            exp = [r.ret for r in results[("expert", task)]]
+            rnd = [r.ret for r in results[("random", task)]]
+            ref_src = f"measured on seeds {cfg.seed}..{cfg.seed + cfg.episodes - 1}"
+        else:
+            exp, rnd = stored[task]["expert"]["returns"], stored[task]["random"]["returns"]
+            ref_src = "package reference_scores.json"
+        entry = task_scores(task, sorted(results[(cfg.policy, task)], key=lambda r: r.seed),
+                            float(np.mean(exp)), float(np.mean(rnd)))
+        entry.update(expert_returns=[round(float(x), 4) for x in exp],
+                     random_returns=[round(float(x), 4) for x in rnd], reference=ref_src)
+        per_task[task] = entry
+    domains = sorted({v["domain"] for v in per_task.values()})
+    scores: dict[str, Any] = {
+        "policy": cfg.policy, "checkpoint": str(ckpt) if ckpt else None, "seed": cfg.seed,
+        "episodes": cfg.episodes, "config": asdict(cfg),
+        "tasks": per_task,
+        "aggregate": aggregate({t: v["normalized"] for t, v in per_task.items()}),
+        "domains": {d: aggregate({t: v["normalized"] for t, v in per_task.items() if v["domain"] == d})
+                    for d in domains},
+    }
+    from generalist.datasets.layout import write_json_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.videos:
+        vid_tick = (lambda t: progress("video", t, None)) if progress else None
+        scores["videos"] = record_videos(tasks, kinds[cfg.policy], cfg.policy, cfg.seed, cfg.video_frames, out,
+                                         cfg.workers, vid_tick)
+    write_json_atomic(out / "scores.json", scores)
+    from generalist.eval import report
+
+    report.write(out, scores)
+    if cfg.wandb != "off":
+        report.log_wandb(out, scores, cfg.wandb, ckpt)
+    return scores
