@@ -266,6 +266,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from generalist.datasets.sampler import DatasetError
+    from generalist.datasets.writer import DatasetMismatchError
+    from generalist.pipeline import RunConfig, RunError, run
+
+    cfg = RunConfig(out=args.out, suite=args.suite, data=args.data, workers=args.workers, wandb=args.wandb,
+                    compile=args.compile)
+    try:
+        summary = run(cfg)
+    except (RunError, DatasetError, DatasetMismatchError, FileExistsError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    scores = json.loads((Path(args.out) / "eval" / "scores.json").read_text())
+    print_scores(scores)
+    secs = ", ".join(f"{k} {v / 60:.1f} min" for k, v in summary["seconds"].items())
+    print(f"time: {secs}")
+    print(f"report: {summary['report']['html']} (and {summary['report']['markdown']})")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="generalist", description=__doc__)
@@ -323,6 +342,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log to Weights & Biases (offline never uses the network)")
     t.set_defaults(func=cmd_train)
+
+    u = sub.add_parser("run", help="the main job: collect -> train -> eval -> report (resumable: rerun to finish)")
+    u.add_argument("--suite", choices=["quick", "full"], default="quick",
+                   help="quick: 4 tasks sized for a 2-core CPU (~30 min); full: all tasks sized for a GPU")
+    u.add_argument("--out", required=True, help="run root: OUT/data, OUT/run, OUT/eval/report.html, OUT/run.json")
+    u.add_argument("--data", help="dataset root to reuse and complete (default OUT/data)")
+    u.add_argument("--workers", type=int, default=2, help="processes for collection and evaluation (default 2)")
+    u.add_argument("--compile", action="store_true", help="torch.compile the model (GPU runs)")
+    u.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
+                   help="log training curves and the evaluation report to Weights & Biases")
+    u.set_defaults(func=cmd_run)
 
     v = sub.add_parser("eval", help="score a policy per task against the expert and random references")
     v.add_argument("run", nargs="?", help="run directory or checkpoint (for --policy agent)")

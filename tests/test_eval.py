@@ -16,7 +16,7 @@ def _scores(path):
 def test_expert_and_random_through_the_same_path(tmp_path, cli):
     for kind in ("expert", "random"):
         res = cli("eval", "--policy", kind, "--tasks", "dmc-reacher-easy", "metaworld-reach", "--episodes", "2",
-                  "--out", str(tmp_path / kind))
+                  "--no-videos", "--out", str(tmp_path / kind))
         assert res.returncode == 0, res.stderr[-2000:]
     e, r = _scores(tmp_path / "expert"), _scores(tmp_path / "random")
     for t in ("dmc-reacher-easy", "metaworld-reach"):
@@ -40,13 +40,99 @@ def tiny_run(tmp_path_factory):
     return run
 
 
-def test_agent_checkpoint_writes_scores(tiny_run, tmp_path, cli):
-    res = cli("eval", str(tiny_run), "--episodes", "1", "--out", str(tmp_path / "s"))
+def test_agent_checkpoint_writes_scores_and_report(tiny_run, tmp_path, cli):
+    out = tmp_path / "s"
+    res = cli("eval", str(tiny_run), "--episodes", "2", "--workers", "2", "--video-frames", "20", "--out", str(out))
     assert res.returncode == 0, res.stderr[-2000:]
-    s = _scores(tmp_path / "s")
-    assert set(s["tasks"]) == {"dmc-reacher-easy"} and s["tasks"]["dmc-reacher-easy"]["episodes"] == 1
-    res = cli("eval", str(tiny_run), "--episodes", "1", "--out", str(tmp_path / "s"))
+    s = _scores(out)
+    t = s["tasks"]["dmc-reacher-easy"]
+    assert set(s["tasks"]) == {"dmc-reacher-easy"} and t["episodes"] == 2 and t["seeds"] == [2_000_000, 2_000_001]
+    assert len(t["expert_returns"]) == 50 and len(t["random_returns"]) == 50  # the stored references
+    # the report: markdown pointing at files that exist, charts, one GIF of agent | expert
+    md = (out / "report.md").read_text()
+    assert "| dmc-reacher-easy | dmc |" in md
+    for rel in ("report_files/normalized.png", "report_files/returns.png", "videos/dmc-reacher-easy.gif"):
+        assert rel in md and (out / rel).stat().st_size > 1000
+    from PIL import Image
+
+    gif = Image.open(out / "videos" / "dmc-reacher-easy.gif")
+    assert gif.n_frames == s["videos"]["dmc-reacher-easy"]["frames"] == 20
+    assert gif.size == (2 * 128 + 4, 128)  # agent and expert side by side
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and page.count("data:image/gif;base64,") == 1
+    assert "src=\"http" not in page and "src=\"report_files" not in page  # self-contained
+    # never overwritten; `generalist report` rebuilds from scores.json
+    res = cli("eval", str(tiny_run), "--episodes", "1", "--out", str(out))
     assert res.returncode != 0 and "exists" in res.stderr
+    (out / "report.html").unlink()
+    assert cli("report", str(out)).returncode == 0 and (out / "report.html").exists()
+
+
+def test_workers_give_the_same_episodes(tmp_path):
+    from generalist.eval.evaluate import EvalConfig, evaluate
+
+    kw = dict(policy="random", tasks=["dmc-cartpole-swingup", "metaworld-reach"], episodes=3, videos=False)
+    one = evaluate(EvalConfig(out=str(tmp_path / "one"), workers=1, **kw))
+    two = evaluate(EvalConfig(out=str(tmp_path / "two"), workers=2, **kw))
+    for t in kw["tasks"]:
+        assert one["tasks"][t]["returns"] == two["tasks"][t]["returns"]
+        assert one["tasks"][t]["seeds"] == two["tasks"][t]["seeds"] == [2_000_000, 2_000_001, 2_000_002]
+
+
+def test_episode_jobs_cover_every_seed_once():
+    from generalist.eval.evaluate import episode_jobs
+    from generalist.experts.rollout import expert_factory
+
+    jobs = episode_jobs(["a", "b", "c"], {"agent": expert_factory("random")}, episodes=7, seed=10, workers=4)
+    assert len(jobs) >= 4  # enough chunks to keep 4 processes busy
+    for t in "abc":
+        seeds = sorted(s for j in jobs if j.task == t for s in j.seeds)
+        assert seeds == list(range(10, 17))
+
+
+@pytest.fixture(scope="module")
+def wandb_report(tiny_run, tmp_path_factory):
+    """One in-process evaluation with W&B offline on: its report and its W&B run."""
+    import os
+
+    from generalist.eval.evaluate import EvalConfig, evaluate
+
+    os.environ["WANDB_MODE"] = "offline"
+    out = tmp_path_factory.mktemp("wb") / "w"
+    evaluate(EvalConfig(out=str(out), run=str(tiny_run), episodes=1, video_frames=10, wandb="offline"))
+    return out
+
+
+def test_report_opens_in_headless_chromium(wandb_report, tmp_path):
+    """A real browser loads report.html offline: no script error, every chart and GIF decodes, the table shows."""
+    import os
+    import shutil
+
+    from generalist.eval.html_check import check
+
+    if not (shutil.which("chromium") or os.environ.get("GENERALIST_REQUIRE_CHROMIUM")):
+        pytest.skip("chromium not installed (CI installs it and sets GENERALIST_REQUIRE_CHROMIUM=1)")
+    out = wandb_report
+    res = check(out / "report.html", screenshot=tmp_path / "shot.png")
+    assert res["ok"], res["problems"]
+    assert res["images_loaded"] == res["images_total"] == 3 and res["table_rows"]["tasks"] == 1
+    assert res["script_errors"] == 0 and (tmp_path / "shot.png").stat().st_size > 10_000
+    # and the check does fail on a broken page
+    broken = tmp_path / "broken.html"
+    broken.write_text((out / "report.html").read_text().replace("data:image/gif;base64,", "data:image/gif;base64,xx")
+                      .replace("</body>", "<script>undefined_function()</script></body>"))
+    bad = check(broken)
+    assert not bad["ok"] and bad["script_errors"] == 1 and bad["images_loaded"] == 2
+
+
+def test_wandb_gets_the_table_charts_and_videos(wandb_report):
+    out = wandb_report
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    media = {p.name for p in (runs[0] / "files" / "media").rglob("*") if p.is_file()}
+    assert any(n.startswith("dmc-reacher-easy") and n.endswith(".gif") for n in media)
+    assert any(n.startswith("normalized_chart") for n in media) and any(n.startswith("returns_chart") for n in media)
+    assert any(n.startswith("tasks_") and n.endswith(".table.json") for n in media)
 
 
 def test_bad_inputs(tiny_run, tmp_path, cli):

@@ -184,7 +184,7 @@ figcaption{font-size:12px;color:#555}"""
 
 # On load, <body> gets data-images="decoded/total" and data-errors="<count>" (script errors seen on the
 # page): what the headless-browser check (generalist.eval.html_check) reads back from the DOM.
-CHECK_JS = """window.__errors=0;window.addEventListener('error',()=>{window.__errors++;},true);
+CHECK_JS = """window.__errors=0;window.addEventListener('error',e=>{if(e instanceof ErrorEvent)window.__errors++;},true);
 window.addEventListener('load',()=>{const im=[...document.images];
 document.body.dataset.images=im.filter(i=>i.complete&&i.naturalWidth>0).length+'/'+im.length;
 document.body.dataset.errors=String(window.__errors);});"""

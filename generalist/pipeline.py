@@ -1,0 +1,151 @@
+"""The main job, `generalist run`: collect -> train -> evaluate -> report, in one resumable command.
+
+Every stage leaves its result on disk and is skipped (or resumed) when run again: datasets are
+completed with `--resume` semantics, training continues from its last checkpoint, an evaluation
+that wrote scores.json is kept and only its report is rebuilt. So a crashed or interrupted run
+is finished by running the same command again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generalist import envs
+
+
+@dataclass(frozen=True)
+class Suite:
+    """What one `generalist run --suite NAME` does."""
+
+    description: str
+    episodes: dict[str, int]                      # task -> expert episodes to collect
+    train: dict[str, Any] = field(default_factory=dict)   # TrainConfig overrides
+    eval_episodes: int = 50
+    video_frames: int = 250
+
+
+SUITES: dict[str, Suite] = {
+    # One task per domain, sized for a 2-core CPU in <= 30 minutes (measured: see README).
+    "quick": Suite(
+        description="4 tasks (one per domain), tiny model, CPU-sized: about 30 minutes on 2 cores",
+        episodes={"atari-pong": 8, "memorymaze-9x9": 12, "dmc-cartpole-swingup": 40, "metaworld-reach": 40},
+        train=dict(config="tiny", steps=700, batch=32, context=256, lr=1e-3, warmup=50, eval_every=100,
+                   ckpt_every=100, prompt_prob=0.0),
+        eval_episodes=10, video_frames=200),
+    # The whole suite, sized for one GPU (or several with torchrun): see README for time and memory.
+    "full": Suite(
+        description="all 11 tasks, small model, GPU-sized",
+        episodes={t: (100 if envs.get_task(t).domain in ("atari", "memorymaze") else 300) for t in envs.TASKS},
+        train=dict(config="small", steps=20_000, batch=64, context=1024, lr=3e-4, warmup=1000, eval_every=1000,
+                   ckpt_every=1000, prompt_prob=0.25, workers=4),
+        eval_episodes=50, video_frames=250),
+}
+
+
+@dataclass
+class RunConfig:
+    out: str
+    suite: str = "quick"
+    data: str | None = None        # dataset root to reuse and complete (default OUT/data)
+    workers: int = 2               # processes for collection and evaluation
+    wandb: str = "off"
+    compile: bool = False
+
+
+class RunError(Exception):
+    """Bad input to `generalist run`; the message says what to do."""
+
+
+def _stage(name: str, log: Callable[[str], None]):
+    log(f"== {name}")
+    return time.perf_counter()
+
+
+def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or finish) every stage; returns the summary also written to OUT/run.json."""
+    from generalist.agent import checkpoint
+    from generalist.agent.train import TrainConfig, train
+    from generalist.datasets.collect import CollectConfig, collect
+    from generalist.eval.evaluate import EvalConfig, evaluate
+    from generalist.eval.report import write as write_report
+
+    if cfg.suite not in SUITES:
+        raise RunError(f"unknown suite {cfg.suite!r}; choose from {', '.join(SUITES)}")
+    if cfg.workers < 1:
+        raise RunError("--workers must be at least 1")
+    suite = SUITES[cfg.suite]
+    out = Path(cfg.out)
+    data = Path(cfg.data) if cfg.data else out / "data"
+    summary_path = out / "run.json"
+    summary: dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if summary.get("suite", cfg.suite) != cfg.suite:
+        raise RunError(f"{out} holds a `{summary['suite']}` run; use another --out for `{cfg.suite}`")
+    summary.update(suite=cfg.suite, config=asdict(cfg), suite_spec=asdict(suite))
+    summary.setdefault("seconds", {})
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        from generalist.datasets.layout import write_json_atomic
+
+        write_json_atomic(summary_path, summary)
+
+    # 1. collect: complete each task's dataset to its episode count (existing episodes are kept)
+    t0 = _stage(f"collect -> {data}", log)
+    by_count: dict[int, list[str]] = {}
+    for task, n in suite.episodes.items():
+        by_count.setdefault(n, []).append(task)
+    for n, tasks in by_count.items():
+        collect(CollectConfig(tasks=tasks, episodes=n, out=data, workers=cfg.workers, resume=True))
+    summary["seconds"]["collect"] = summary["seconds"].get("collect", 0) + time.perf_counter() - t0
+    save()
+
+    # 2. train: fresh, resumed from the last checkpoint, or skipped when finished
+    run_dir = out / "run"
+    tcfg = TrainConfig(data=[str(data)], out=str(run_dir), wandb=cfg.wandb, compile=cfg.compile, **suite.train)
+    t0 = _stage(f"train -> {run_dir}", log)
+    last = checkpoint.latest(run_dir)
+    if last is not None and _ckpt_step(last) >= tcfg.steps:
+        log(f"training already finished ({last}); skipping")
+    else:
+        final = train(tcfg, resume=last is not None)
+        summary["train_final"] = final
+        summary["seconds"]["train"] = summary["seconds"].get("train", 0) + time.perf_counter() - t0
+        save()
+
+    # 3. evaluate (kept if it already finished), 4. report
+    eval_dir = out / "eval"
+    t0 = _stage(f"eval -> {eval_dir}", log)
+    if (eval_dir / "scores.json").exists():
+        log(f"evaluation already finished ({eval_dir / 'scores.json'}); rebuilding the report only")
+        md, page = write_report(eval_dir)
+        scores = json.loads((eval_dir / "scores.json").read_text())
+    else:
+        from tqdm import tqdm
+
+        tasks = list(suite.episodes)
+        bar = tqdm(total=len(tasks) * (suite.eval_episodes + 1), unit="ep", desc="eval", dynamic_ncols=True)
+
+        def tick(stage: str, task: str, ret: float | None) -> None:
+            bar.update(1)
+            bar.set_postfix(stage=stage, task=task)
+
+        scores = evaluate(EvalConfig(out=str(eval_dir), run=str(run_dir), tasks=tasks, episodes=suite.eval_episodes,
+                                     workers=cfg.workers, video_frames=suite.video_frames, wandb=cfg.wandb), tick)
+        bar.close()
+        md, page = eval_dir / "report.md", eval_dir / "report.html"
+        summary["seconds"]["eval"] = time.perf_counter() - t0
+    summary["aggregate"] = scores["aggregate"]
+    summary["normalized"] = {t: v["normalized"] for t, v in scores["tasks"].items()}
+    summary["report"] = {"markdown": str(md), "html": str(page)}
+    save()
+    return summary
+
+
+def _ckpt_step(ckpt: Path) -> int:
+    """The optimizer step a checkpoint directory was saved at (step_00000700 -> 700)."""
+    return int(Path(ckpt).name.split("_")[-1])
