@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # One command per job, on a fresh Debian/Ubuntu machine with Python 3.11:
-#   ./setup.sh main   install, then collect a small dataset for a few tasks and print a summary
-#   ./setup.sh test   install with test extras, then run the test suite
-# Idempotent: system GL libraries and the virtualenv are only installed when missing.
+#   ./setup.sh main   install, then run the quick suite: collect -> train -> eval -> report (~30 min, 2 cores)
+#   ./setup.sh test   install with test extras (and chromium, for the report check), then run the tests
+# Idempotent: system packages and the virtualenv are only installed when missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 job="${1:-main}"
 VENV="${VENV:-.venv}"
 PY="${PYTHON:-python3.11}"
 
-# Headless MuJoCo rendering needs EGL (or OSMesa) from the system.
+# Headless MuJoCo rendering needs EGL (or OSMesa) from the system; the tests open a report in chromium.
+pkgs=(libegl1 libgl1 libegl-mesa0 libgles2)
+if [ "$job" = test ]; then pkgs+=(chromium); fi
 need=()
-for pkg in libegl1 libgl1 libegl-mesa0 libgles2; do
+for pkg in "${pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq && $sudo apt-get install -y -qq "${need[@]}"
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
@@ -27,8 +29,7 @@ pip="$VENV/bin/pip"
 case "$job" in
   main)
     "$pip" install -q -e .
-    exec "$VENV/bin/generalist" collect atari-pong memorymaze-9x9 dmc-cartpole-swingup metaworld-reach \
-      --episodes 2 --workers 2 --out "${OUT:-data/quick}" --resume
+    exec "$VENV/bin/generalist" run --suite quick --out "${OUT:-runs/quick}" "${@:2}"
     ;;
   test)
     "$pip" install -q -e ".[test]"

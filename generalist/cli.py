@@ -197,7 +197,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       context=args.context, lr=args.lr, warmup=min(args.warmup, max(1, args.steps // 10)),
                       eval_every=args.eval_every, ckpt_every=args.ckpt_every, workers=args.workers,
                       seed=args.seed, compile=args.compile, wandb=args.wandb, task_weights=weights,
-                      prompt_prob=args.prompt_prob)
+                      prompt_prob=args.prompt_prob, hide_actions=args.hide_actions)
     try:
         final = train(cfg, resume=args.resume)
     except (DatasetError, FileExistsError, FileNotFoundError, ValueError) as e:
@@ -338,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--task-weights", nargs="*", metavar="TASK=W", help="sampling weights (default: balanced)")
     t.add_argument("--seed", type=int, default=0, help="seed for init and data order")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--hide-actions", action="store_true",
+                   help="never show action tokens to the model (it still predicts them): against copycat cloning")
     t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     t.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log to Weights & Biases (offline never uses the network)")

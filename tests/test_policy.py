@@ -21,13 +21,13 @@ def _meta(task: str, env) -> dict:
     return {"layouts": {task: asdict(layout)}}
 
 
-@pytest.mark.parametrize("task,context", [("dmc-walker-walk", 200), ("atari-breakout", 120),
-                                          ("metaworld-reach", 300)])
-def test_cached_actions_equal_recomputed(task, context):
+@pytest.mark.parametrize("task,context,hide", [("dmc-walker-walk", 200, False), ("atari-breakout", 120, False),
+                                               ("metaworld-reach", 300, False), ("dmc-walker-walk", 200, True)])
+def test_cached_actions_equal_recomputed(task, context, hide):
     torch.manual_seed(0)
     model = GatoModel(ModelConfig(n_layer=2, n_head=2, n_embd=64, max_seq_len=context)).eval()
     env = envs.make(task)
-    meta = _meta(task, env)
+    meta = {**_meta(task, env), "train": {"hide_actions": hide}}
     fast = AgentPolicy(model, meta, task, context=context, use_cache=True)
     slow = AgentPolicy(model, meta, task, context=context, use_cache=False)
     obs, _ = env.reset(seed=0)
@@ -47,3 +47,24 @@ def test_unknown_task_is_refused():
     env = envs.make("dmc-reacher-easy")
     with pytest.raises(UnknownTaskForCheckpoint, match="never trained on 'atari-pong'"):
         AgentPolicy(model, _meta("dmc-reacher-easy", env), "atari-pong")
+
+
+def test_hidden_actions_are_invisible_to_the_model():
+    """HIDDEN_TOKEN slots (what action_loss feeds with hide_actions) carry nothing of the action's value."""
+    torch.manual_seed(0)
+    model = GatoModel(ModelConfig(n_layer=2, n_head=2, n_embd=64, max_seq_len=64)).eval()
+    tokens = torch.randint(1024, 2048, (2, 64))
+    mask = torch.zeros(2, 64, dtype=torch.bool)
+    mask[:, 7::8] = True  # one action token per 8-slot timestep
+    tokens[:, 6::8] = 2048  # separators
+    batch = {"tokens": tokens, "local_positions": torch.arange(64).remainder(8).expand(2, 64),
+             "loss_mask": mask, "patches": None, "patch_pos": None}
+    other = dict(batch, tokens=tokens.clone())
+    other["tokens"][:, 7:56:8] = torch.randint(1024, 2048, (2, 7))  # change every action but the last
+    logits = {}
+    for hide in (False, True):
+        with torch.no_grad():
+            inputs = [b["tokens"].masked_fill(mask, -2) if hide else b["tokens"] for b in (batch, other)]
+            outs = [model(x, batch["local_positions"])[0] for x in inputs]
+        logits[hide] = torch.allclose(outs[0][:, -2], outs[1][:, -2])
+    assert logits == {False: False, True: True}  # shown actions change the prediction; hidden ones cannot

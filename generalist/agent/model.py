@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from generalist.agent.tokenizer import PATCH_TOKEN, VOCAB_SIZE
+from generalist.agent.tokenizer import HIDDEN_TOKEN, PATCH_TOKEN, VOCAB_SIZE
 
 
 @dataclass
@@ -168,9 +168,13 @@ class GatoModel(nn.Module):
     def embed(self, tokens: torch.Tensor, local_positions: torch.Tensor, patches: torch.Tensor | None = None,
               patch_pos: torch.Tensor | None = None) -> torch.Tensor:
         """tokens, local_positions: (B, S); patches (N, C, p, p) and patch_pos (N, 2) fill, in
-        row-major order over (B, S), the slots whose token is PATCH_TOKEN."""
+        row-major order over (B, S), the slots whose token is PATCH_TOKEN. HIDDEN_TOKEN slots get a
+        zero token embedding (their local position still tells which action dimension comes next)."""
         is_patch = tokens == PATCH_TOKEN
         x = self.tok_emb(tokens.clamp(min=0))
+        hidden = tokens == HIDDEN_TOKEN
+        if bool(hidden.any()):
+            x = x.masked_fill(hidden.unsqueeze(-1), 0.0)
         if patches is not None and patches.numel():
             if patches.shape[1] == 1:
                 patches = patches.expand(-1, self.cfg.patch_channels, -1, -1)

@@ -20,6 +20,7 @@ from generalist.agent import checkpoint
 from generalist.agent.model import GatoModel, KVCache, ModelConfig
 from generalist.agent.tokenizer import (
     CONTINUOUS_OFFSET,
+    HIDDEN_TOKEN,
     N_BINS,
     PATCH_TOKEN,
     SEPARATOR,
@@ -69,6 +70,8 @@ class AgentPolicy:
         self.patch = model.cfg.patch_size
         self.context = context or model.cfg.max_seq_len
         self.use_cache = use_cache
+        # a run trained with hidden actions must act the same way: the model never sees action tokens
+        self.hide_actions = bool(meta.get("train", {}).get("hide_actions", False))
         if self.layout.length > self.context:
             raise ValueError(f"context {self.context} cannot hold one timestep ({self.layout.length} slots)")
         self.prompt: list[_Slots] = []
@@ -114,9 +117,13 @@ class AgentPolicy:
             return encode_discrete(np.array([int(action)])).tolist()
         return encode_continuous_action(np.asarray(action).reshape(-1)).tolist()
 
+    def _shown(self, tokens: list[int]) -> list[int]:
+        """Action tokens as the model is shown them (HIDDEN_TOKEN when the run hid actions)."""
+        return [HIDDEN_TOKEN] * len(tokens) if self.hide_actions else tokens
+
     def _timestep(self, obs, action) -> _Slots:
         s = self._obs_slots(obs)
-        a = self._action_tokens(action)
+        a = self._shown(self._action_tokens(action))
         n = len(s.tokens)
         return _Slots(s.tokens + a, s.local + list(range(n, n + len(a))), s.patches, s.patch_pos)
 
@@ -164,20 +171,20 @@ class AgentPolicy:
             tok = lo + int(torch.argmax(logits[lo:hi]))
             out.append(tok)
             if k + 1 < lay.n_action:
-                step = _Slots([tok], [len(cur.tokens) + k], np.zeros((0, 3, self.patch, self.patch), np.float32),
+                step = _Slots(self._shown([tok]), [len(cur.tokens) + k], np.zeros((0, 3, self.patch, self.patch), np.float32),
                               np.zeros((0, 2), np.int64))
                 if self.use_cache:
                     logits, self.cache, n = self._run([step], self.cache)
                     self.cached_len += n
                 else:
-                    partial = _Slots(cur.tokens + out, cur.local + list(range(len(cur.tokens), len(cur.tokens) + len(out))),
+                    partial = _Slots(cur.tokens + self._shown(out), cur.local + list(range(len(cur.tokens), len(cur.tokens) + len(out))),
                                      cur.patches, cur.patch_pos)
                     logits, _, _ = self._run(self.prompt + self.history + [partial], None)
         n_obs = len(cur.tokens)
-        last = _Slots([out[-1]], [n_obs + lay.n_action - 1], np.zeros((0, 3, self.patch, self.patch), np.float32),
+        last = _Slots(self._shown([out[-1]]), [n_obs + lay.n_action - 1], np.zeros((0, 3, self.patch, self.patch), np.float32),
                       np.zeros((0, 2), np.int64))
         self.pending = last
-        self.history.append(_Slots(cur.tokens + out, cur.local + list(range(n_obs, n_obs + len(out))),
+        self.history.append(_Slots(cur.tokens + self._shown(out), cur.local + list(range(n_obs, n_obs + len(out))),
                                    cur.patches, cur.patch_pos))
         if lay.discrete_actions is not None:
             return int(out[0])

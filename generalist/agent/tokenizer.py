@@ -23,6 +23,9 @@ CONTINUOUS_OFFSET = 1024
 SEPARATOR = 2048
 VOCAB_SIZE = 2049
 PATCH_TOKEN = -1  # slot filled by an image patch embedding, not a token embedding
+# An action slot whose token the model is not shown (zero token embedding, position kept): used when a
+# run hides past actions from the model (TrainConfig.hide_actions) against copycat behaviour cloning.
+HIDDEN_TOKEN = -2
 MU, M = 100.0, 256.0
 
 

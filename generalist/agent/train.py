@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from generalist.agent import checkpoint
 from generalist.agent.data import GlobalBatchIndices, WindowDataset, collate, layout_for, steps_per_window
 from generalist.agent.model import SIZES, GatoModel, ModelConfig
+from generalist.agent.tokenizer import HIDDEN_TOKEN
 from generalist.datasets.sampler import DatasetError, WindowSampler, open_tasks
 
 
@@ -52,6 +53,10 @@ class TrainConfig:
     compile: bool = False
     wandb: str = "off"
     task_weights: dict[str, float] | None = None
+    # Hide every action token from the model's input (it still predicts them): with long smooth
+    # action sequences and little data, a model that sees past actions learns to repeat them
+    # (copycat) and never changes action when acting. Off by default, as in Gato.
+    hide_actions: bool = False
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -62,12 +67,17 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                hide_actions: bool = False) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Summed next-token cross-entropy over action tokens only, correct action tokens, their count.
 
     Sums, not means: the trainer divides by the global token count so that K ranks weigh every
-    token exactly as one process does."""
-    logits, _ = model(batch["tokens"], batch["local_positions"], batch["patches"], batch["patch_pos"])
+    token exactly as one process does. With `hide_actions` the model predicts every action token
+    without being shown any action token (its own past actions included)."""
+    inputs = batch["tokens"]
+    if hide_actions:
+        inputs = inputs.masked_fill(batch["loss_mask"], HIDDEN_TOKEN)
+    logits, _ = model(inputs, batch["local_positions"], batch["patches"], batch["patch_pos"])
     target = batch["tokens"][:, 1:]
     mask = batch["loss_mask"][:, 1:]
     pred = logits[:, :-1][mask].float()
@@ -202,7 +212,7 @@ def train(cfg: TrainConfig, resume: bool = False,
                 tot, correct, n = 0.0, 0, 0
                 for i in range(cfg.val_batches):
                     b = to_dev(collate([vs[i * cfg.batch + j] for j in range(cfg.batch)]))
-                    loss_sum, c, m = action_loss(model, b)
+                    loss_sum, c, m = action_loss(model, b, cfg.hide_actions)
                     tot, correct, n = tot + float(loss_sum), correct + int(c), n + m
                 out[f"val/{t}/loss"] = tot / max(n, 1)
                 out[f"val/{t}/action_acc"] = correct / max(n, 1)
@@ -214,7 +224,7 @@ def train(cfg: TrainConfig, resume: bool = False,
     for batch in loader:
         batch = to_dev(batch)
         with amp:
-            loss_sum, correct, n = action_loss(fwd, batch)
+            loss_sum, correct, n = action_loss(fwd, batch, cfg.hide_actions)
         stats = torch.tensor([float(n), float(correct), float(loss_sum.detach())], device=device)
         if world > 1:
             dist.all_reduce(stats)
