@@ -180,9 +180,9 @@ def cmd_datasets_check(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- train
-def cmd_train(args: argparse.Namespace) -> int:
-    from generalist.agent.train import TrainConfig, train
-    from generalist.datasets.sampler import DatasetError
+def train_config(args: argparse.Namespace):
+    """The TrainConfig that `generalist train ARGS` runs (shared with the pipeline's torchrun line test)."""
+    from generalist.agent.train import TrainConfig
 
     weights = None
     if args.task_weights:
@@ -198,6 +198,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                       eval_every=args.eval_every, ckpt_every=args.ckpt_every, workers=args.workers,
                       seed=args.seed, compile=args.compile, wandb=args.wandb, task_weights=weights,
                       prompt_prob=args.prompt_prob, hide_actions=args.hide_actions)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from generalist.agent.train import train
+    from generalist.datasets.sampler import DatasetError
+
+    cfg = train_config(args)
     try:
         final = train(cfg, resume=args.resume)
     except (DatasetError, FileExistsError, FileNotFoundError, ValueError) as e:
@@ -272,11 +280,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from generalist.pipeline import RunConfig, RunError, run
 
     cfg = RunConfig(out=args.out, suite=args.suite, data=args.data, workers=args.workers, wandb=args.wandb,
-                    compile=args.compile)
+                    compile=args.compile, until=args.until)
     try:
         summary = run(cfg)
     except (RunError, DatasetError, DatasetMismatchError, FileExistsError, ValueError) as e:
         raise CLIError(str(e)) from None
+    if "report" not in summary:  # stopped early (--until)
+        return 0
     scores = json.loads((Path(args.out) / "eval" / "scores.json").read_text())
     print_scores(scores)
     secs = ", ".join(f"{k} {v / 60:.1f} min" for k, v in summary["seconds"].items())
@@ -352,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--data", help="dataset root to reuse and complete (default OUT/data)")
     u.add_argument("--workers", type=int, default=2, help="processes for collection and evaluation (default 2)")
     u.add_argument("--compile", action="store_true", help="torch.compile the model (GPU runs)")
+    u.add_argument("--until", choices=["collect", "train", "report"], default="report",
+                   help="stop after this stage (collect: then train with torchrun on several GPUs, see README)")
     u.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log training curves and the evaluation report to Weights & Biases")
     u.set_defaults(func=cmd_run)

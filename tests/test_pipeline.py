@@ -69,3 +69,27 @@ def test_suites_cover_every_domain():
     for name, suite in pipeline.SUITES.items():
         assert {envs.get_task(t).domain for t in suite.episodes} == domains, name
     assert set(pipeline.SUITES["full"].episodes) == set(envs.TASKS)
+
+
+@pytest.mark.parametrize("suite", ["quick", "full"])
+def test_torchrun_line_trains_exactly_what_run_would(suite):
+    """The multi-GPU recipe in the README (`--until collect`, then torchrun) must match the suite's config."""
+    import shlex
+
+    from generalist.agent.train import TrainConfig
+    from generalist.cli import build_parser, train_config
+
+    cfg = RunConfig(out="runs/x", suite=suite)
+    line = shlex.split(pipeline.train_command(cfg, nproc=4))
+    assert line[:4] == ["torchrun", "--nproc_per_node=4", "-m", "generalist"]
+    got = train_config(build_parser().parse_args(line[4:]))
+    want = TrainConfig(data=["runs/x/data"], out="runs/x/run", **pipeline.SUITES[suite].train)
+    assert got == want
+
+
+def test_until_collect_stops_after_the_datasets(mini_suite, tmp_path):
+    logs = []
+    summary = pipeline.run(RunConfig(out=str(tmp_path), suite="mini", workers=1, until="collect"), log=logs.append)
+    assert "report" not in summary and not (tmp_path / "run").exists()
+    assert any("torchrun --nproc_per_node=8 -m generalist train" in m for m in logs)
+    assert len(list((tmp_path / "data").rglob("main_data.hdf5"))) == 2
