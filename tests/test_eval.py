@@ -140,4 +140,6 @@ def test_bad_inputs(tiny_run, tmp_path, cli):
     assert res.returncode != 0 and "no checkpoint" in res.stderr
     res = cli("eval", str(tiny_run), "--tasks", "atari-pong", "--out", str(tmp_path / "o"))
     assert res.returncode != 0 and "never trained on atari-pong" in res.stderr
+    res = cli("eval", str(tiny_run), "--seed", "1", "--out", str(tmp_path / "o"))
+    assert res.returncode != 0 and "seeds 1.. were used to collect the training data" in res.stderr
     assert not (tmp_path / "o").exists()

@@ -86,7 +86,8 @@ def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
             ckpt = checkpoint.resolve(Path(cfg.run))
         except FileNotFoundError as e:
             raise EvalError(str(e)) from None
-        known = sorted(checkpoint.load_meta(ckpt)["layouts"])
+        meta = checkpoint.load_meta(ckpt)
+        known = sorted(meta["layouts"])
         tasks = list(cfg.tasks or known)
         unseen = [t for t in tasks if t not in known]
         if unseen:
@@ -100,6 +101,14 @@ def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
             envs.get_task(t)
         except envs.UnknownTaskError as e:
             raise EvalError(str(e)) from None
+    if ckpt is not None:
+        seeds = set(range(cfg.seed, cfg.seed + cfg.episodes))
+        for task, spec in meta.get("data", {}).items():
+            used = seeds & training_seeds(Path(spec["path"]))
+            if task in tasks and used:
+                raise EvalError(f"{task}: seeds {min(used)}.. were used to collect the training data "
+                                f"({spec['path']}); pick another --seed (the default, {EVAL_SEED}, is never "
+                                "used by collection)")
     if not cfg.refresh_reference:
         stored = reference.load()
         missing = [t for t in tasks if not {"expert", "random"} <= set(stored.get(t, {}))]
@@ -107,6 +116,19 @@ def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
             raise EvalError(f"no stored reference scores for {', '.join(missing)}; run `generalist experts score "
                             f"{' '.join(missing)} --save` or pass --refresh-reference")
     return ckpt, tasks
+
+
+def training_seeds(ds_dir: Path) -> set[int]:
+    """Seeds of the episodes stored in a dataset (empty when it is no longer there)."""
+    import h5py
+
+    from generalist.datasets.layout import MAIN_FILE, data_dir
+
+    path = data_dir(ds_dir) / MAIN_FILE
+    if not path.exists():
+        return set()
+    with h5py.File(path, "r") as f:
+        return {int(g.attrs["seed"]) for g in f.values() if "seed" in g.attrs}
 
 
 def episode_jobs(tasks: list[str], kinds: dict[str, PolicyFactory], episodes: int, seed: int,
