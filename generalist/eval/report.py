@@ -51,7 +51,7 @@ def plot_normalized(scores: dict[str, Any], path: Path) -> Path:
     ax.text(-0.55, 0.0, "random", va="top", ha="left", fontsize=8, color="grey")
     ax.set_ylim(min(-0.15, float(np.min([lo for lo, _ in cis])) - 0.05),
                 max(1.15, float(np.max([hi for _, hi in cis])) + 0.05))
-    ax.set_xticks(range(len(tasks)), [t.split("-", 1)[1] for t in tasks], rotation=30, ha="right")
+    ax.set_xticks(range(len(tasks)), tasks, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("expert-normalized score")
     ax.set_xlim(-0.6, len(tasks) - 0.4)
     seen: dict[str, None] = dict.fromkeys(doms)
