@@ -83,7 +83,8 @@ def test_torchrun_line_trains_exactly_what_run_would(suite):
     line = shlex.split(pipeline.train_command(cfg, nproc=4))
     assert line[:4] == ["torchrun", "--nproc_per_node=4", "-m", "generalist"]
     got = train_config(build_parser().parse_args(line[4:]))
-    want = TrainConfig(data=["runs/x/data"], out="runs/x/run", **pipeline.SUITES[suite].train)
+    want = TrainConfig(data=[f"runs/x/data/{t}/expert-v0" for t in pipeline.SUITES[suite].episodes],
+                       out="runs/x/run", **pipeline.SUITES[suite].train)
     assert got == want
 
 
