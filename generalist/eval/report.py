@@ -235,7 +235,8 @@ def log_wandb(out: Path, scores: dict[str, Any], mode: str, checkpoint: Path | N
 
     import wandb
 
-    run_name = Path(checkpoint).parent.parent.name if checkpoint else None
+    run_dir = Path(checkpoint).resolve().parent.parent if checkpoint else None  # RUN/checkpoints/step_N
+    run_name = f"{run_dir.parent.name}/{run_dir.name}" if run_dir else None
     run = wandb.init(project=os.environ.get("WANDB_PROJECT", "generalist"), job_type="eval", mode=mode,
                      dir=str(out), group=run_name, config=scores.get("config", {}))
     try:
