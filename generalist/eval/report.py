@@ -56,7 +56,7 @@ def plot_normalized(scores: dict[str, Any], path: Path) -> Path:
     ax.set_xlim(-0.6, len(tasks) - 0.4)
     seen: dict[str, None] = dict.fromkeys(doms)
     ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=DOMAIN_COLORS.get(d, "#8172B3")) for d in seen],
-              labels=list(seen), loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=len(seen), fontsize=8,
+              labels=list(seen), loc="upper center", bbox_to_anchor=(0.5, -0.42), ncol=len(seen), fontsize=8,
               frameon=False)
     a = scores["aggregate"]
     ax.set_title(f"{scores['policy']}: mean {a['mean']:.2f}, IQM {a['iqm']:.2f} over {a['tasks']} tasks "
