@@ -229,30 +229,15 @@ def print_scores(scores: dict) -> None:
           f"{a['tasks_over_50']}/{a['tasks']} tasks >= 50% of expert, {a['tasks_over_80']} >= 80%")
 
 
-def eval_progress(total: int):
-    """A tqdm bar over episodes (and videos) and the progress callback that drives it."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="ep", desc="eval", dynamic_ncols=True)
-
-    def tick(stage: str, task: str, ret: float | None) -> None:
-        bar.update(1)
-        bar.set_postfix(stage=stage, task=task, **({"ret": f"{ret:.1f}"} if ret is not None else {}))
-
-    return bar, tick
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from generalist.eval.evaluate import EvalConfig, EvalError, evaluate, resolve
+    from generalist.eval.evaluate import EvalConfig, EvalError, evaluate, progress_bar, resolve
 
     cfg = EvalConfig(out=args.out, run=args.run, tasks=args.tasks, episodes=args.episodes, workers=args.workers,
                      seed=args.seed, policy=args.policy, refresh_reference=args.refresh_reference,
                      videos=not args.no_videos, video_frames=args.video_frames, wandb=args.wandb)
     try:
         _, tasks = resolve(cfg)
-        per_task = cfg.episodes * (3 if cfg.refresh_reference and cfg.policy == "agent" else
-                                   2 if cfg.refresh_reference else 1)
-        bar, tick = eval_progress(len(tasks) * per_task + (len(tasks) if cfg.videos else 0))
+        bar, tick = progress_bar(cfg, len(tasks))
         scores = evaluate(cfg, tick)
         bar.close()
     except EvalError as e:

@@ -111,7 +111,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     from generalist.agent import checkpoint
     from generalist.agent.train import TrainConfig, train
     from generalist.datasets.collect import CollectConfig, collect
-    from generalist.eval.evaluate import EvalConfig, evaluate
+    from generalist.eval.evaluate import EvalConfig, evaluate, progress_bar
     from generalist.eval.report import write as write_report
 
     if cfg.suite not in SUITES:
@@ -163,7 +163,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     tcfg = TrainConfig(data=[str(d) for d in suite_datasets(cfg)], out=str(run_dir), wandb=cfg.wandb, compile=cfg.compile, **suite.train)
     t0 = _stage(f"train -> {run_dir}", log)
     last = checkpoint.latest(run_dir)
-    if last is not None and _ckpt_step(last) >= tcfg.steps:
+    if last is not None and checkpoint.step_of(last) >= tcfg.steps:
         log(f"training already finished ({last}); skipping")
     else:
         final = train(tcfg, resume=last is not None)
@@ -181,15 +181,11 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
         md, page = write_report(eval_dir)
         scores = json.loads((eval_dir / "scores.json").read_text())
     else:
-        tasks = list(suite.episodes)
-        bar = tqdm(total=len(tasks) * (suite.eval_episodes + 1), unit="ep", desc="eval", dynamic_ncols=True)
-
-        def tick(stage: str, task: str, ret: float | None) -> None:
-            bar.update(1)
-            bar.set_postfix(stage=stage, task=task)
-
-        scores = evaluate(EvalConfig(out=str(eval_dir), run=str(run_dir), tasks=tasks, episodes=suite.eval_episodes,
-                                     workers=cfg.workers, video_frames=suite.video_frames, wandb=cfg.wandb), tick)
+        ecfg = EvalConfig(out=str(eval_dir), run=str(run_dir), tasks=list(suite.episodes),
+                          episodes=suite.eval_episodes, workers=cfg.workers, video_frames=suite.video_frames,
+                          wandb=cfg.wandb)
+        bar, tick = progress_bar(ecfg, len(ecfg.tasks))
+        scores = evaluate(ecfg, tick)
         bar.close()
         md, page = eval_dir / "report.md", eval_dir / "report.html"
         summary["seconds"]["eval"] = time.perf_counter() - t0
@@ -198,8 +194,3 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     summary["report"] = {"markdown": str(md), "html": str(page)}
     save()
     return summary
-
-
-def _ckpt_step(ckpt: Path) -> int:
-    """The optimizer step a checkpoint directory was saved at (step_00000700 -> 700)."""
-    return int(Path(ckpt).name.split("_")[-1])

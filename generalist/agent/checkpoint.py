@@ -56,6 +56,11 @@ def latest(run_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def step_of(ckpt: Path) -> int:
+    """The optimizer step a checkpoint directory was saved at (step_00000700 -> 700)."""
+    return int(Path(ckpt).name.split("_")[-1])
+
+
 def resolve(path: Path) -> Path:
     """A run directory or a checkpoint directory -> the checkpoint directory."""
     path = Path(path)

@@ -172,9 +172,7 @@ class GatoModel(nn.Module):
         zero token embedding (their local position still tells which action dimension comes next)."""
         is_patch = tokens == PATCH_TOKEN
         x = self.tok_emb(tokens.clamp(min=0))
-        hidden = tokens == HIDDEN_TOKEN
-        if bool(hidden.any()):
-            x = x.masked_fill(hidden.unsqueeze(-1), 0.0)
+        x = x.masked_fill((tokens == HIDDEN_TOKEN).unsqueeze(-1), 0.0)  # unconditional: no host sync
         if patches is not None and patches.numel():
             if patches.shape[1] == 1:
                 patches = patches.expand(-1, self.cfg.patch_channels, -1, -1)

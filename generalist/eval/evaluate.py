@@ -175,6 +175,21 @@ def record_videos(tasks: list[str], factory: PolicyFactory, kind: str, seed: int
     return res
 
 
+def progress_bar(cfg: EvalConfig, n_tasks: int):
+    """A tqdm bar over every episode (and video) `evaluate(cfg)` will run, and the callback driving it."""
+    from tqdm import tqdm
+
+    kinds = len({cfg.policy, "expert", "random"}) if cfg.refresh_reference else 1
+    bar = tqdm(total=n_tasks * (cfg.episodes * kinds + int(cfg.videos)), unit="ep", desc="eval",
+               dynamic_ncols=True)
+
+    def tick(stage: str, task: str, ret: float | None) -> None:
+        bar.update(1)
+        bar.set_postfix(stage=stage, task=task, **({"ret": f"{ret:.1f}"} if ret is not None else {}))
+
+    return bar, tick
+
+
 def evaluate(cfg: EvalConfig, progress: Callable[[str, str, float | None], None] | None = None) -> dict[str, Any]:
     """Run the evaluation, write out/scores.json, the videos and the report; returns the scores.
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from generalist.eval.scores import normalized
+
 DOMAIN_COLORS = {"atari": "#4C72B0", "memorymaze": "#DD8452", "dmc": "#55A868", "metaworld": "#C44E52"}
 FILES = "report_files"
 
@@ -24,8 +26,7 @@ def _by_domain(scores: dict[str, Any]) -> list[str]:
 
 
 def _norm_ci(v: dict[str, Any]) -> tuple[float, float]:
-    span = v["expert_mean"] - v["random_mean"]
-    lo, hi = ((x - v["random_mean"]) / span for x in v["agent_ci95"])
+    lo, hi = (normalized(x, v["expert_mean"], v["random_mean"]) for x in v["agent_ci95"])
     return (lo, hi) if lo <= hi else (hi, lo)
 
 

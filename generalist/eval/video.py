@@ -23,8 +23,8 @@ def record(task: str, policy: PolicyFactory, seed: int, max_frames: int = 250,
            stride: int | None = None) -> tuple[list[np.ndarray], float]:
     """Rendered RGB frames (every `stride`-th step, at most `max_frames`) of one episode's start,
     and the return collected over the recorded stretch."""
-    stride = stride or STRIDE.get(envs.get_task(task).domain, 2)
     domain = envs.get_task(task).domain
+    stride = stride or STRIDE.get(domain, 2)
     sized = {"render_size": HEIGHT} if domain in ("dmc", "metaworld") else {}  # others have a fixed frame
     env = envs.make(task, render_mode="rgb_array", **sized)
     try:
