@@ -80,7 +80,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CLIError("--workers must be at least 1")
     cfg = CollectConfig(tasks=_check_tasks(args.tasks), episodes=args.episodes, out=Path(args.out),
-                        workers=args.workers, seed=args.seed, resume=args.resume)
+                        workers=args.workers, seed=args.seed, resume=args.resume,
+                        action_noise=args.action_noise)
     run = None
     bar = tqdm(total=0, unit="ep", desc="collect", dynamic_ncols=True)
     stats = {"steps": 0, "episodes": 0, "t0": time.perf_counter(), "returns": {}}
@@ -106,7 +107,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     try:
         writers = collect(cfg, on_episode, on_start)
-    except (DatasetExistsError, DatasetMismatchError) as e:
+    except (DatasetExistsError, DatasetMismatchError, ValueError) as e:
         bar.close()
         raise CLIError(str(e)) from None
     bar.close()
@@ -197,7 +198,9 @@ def train_config(args: argparse.Namespace):
                       context=args.context, lr=args.lr, warmup=min(args.warmup, max(1, args.steps // 10)),
                       eval_every=args.eval_every, ckpt_every=args.ckpt_every, workers=args.workers,
                       seed=args.seed, compile=args.compile, wandb=args.wandb, task_weights=weights,
-                      prompt_prob=args.prompt_prob, hide_actions=args.hide_actions)
+                      prompt_prob=args.prompt_prob, hide_actions=args.hide_actions,
+                      obs_encoding=args.obs_encoding, obs_norm=args.obs_norm, max_timesteps=args.max_timesteps,
+                      action_loss=args.action_loss, hl_sigma=args.hl_sigma)
     return cfg
 
 
@@ -311,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="episode k uses seed SEED+k (default 0)")
     c.add_argument("--resume", action="store_true",
                    help="complete existing datasets to N episodes, skipping seeds already stored")
+    c.add_argument("--action-noise", type=float, default=0.0, metavar="SIGMA",
+                   help="DART noise: execute expert + N(0, SIGMA^2) (Box) or a random action with "
+                        "probability SIGMA (discrete); actions keep the expert's label (default 0)")
     c.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log per-episode returns and throughput to Weights & Biases")
     c.set_defaults(func=cmd_collect)
@@ -335,6 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
     t.add_argument("--hide-actions", action="store_true",
                    help="never show action tokens to the model (it still predicts them): against copycat cloning")
+    t.add_argument("--obs-encoding", choices=["tokens", "vector"], default="tokens",
+                   help="tokens: Gato's (a slot per image patch and per state value); vector: one slot per "
+                        "image (conv encoder) and one per state vector (linear map)")
+    t.add_argument("--obs-norm", choices=["zscore", "mulaw"], default="zscore",
+                   help="vector encoding: scale states by per-task dataset statistics (zscore) or mu-law")
+    t.add_argument("--max-timesteps", type=int, default=0,
+                   help="timesteps per window and in the acting context (the agent's memory); 0: fill --context")
+    t.add_argument("--action-loss", choices=["ce", "hlgauss"], default="ce",
+                   help="continuous actions: ce (Gato: the right bin) or hlgauss (Gaussian over nearby bins)")
+    t.add_argument("--hl-sigma", type=float, default=8.0, help="hlgauss: the Gaussian's width in bins (of 1024)")
     t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     t.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log to Weights & Biases (offline never uses the network)")

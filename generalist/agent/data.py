@@ -8,67 +8,59 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from generalist.agent.tokenizer import TimestepLayout, tokenize
+from generalist.agent.encoder import Inputs, TimestepEncoder
+from generalist.agent.tokenizer import TimestepLayout
 from generalist.datasets.sampler import TaskData, WindowSampler
 
 
-def layout_for(td: TaskData, patch: int = 16) -> TimestepLayout:
+def layout_for(td: TaskData, patch: int = 16, encoding: str = "tokens") -> TimestepLayout:
     obs = {k: tuple(s.shape) for k, s in td.observation_space.spaces.items()}
     space = td.action_space
     discrete = int(space.n) if hasattr(space, "n") else None
-    return TimestepLayout.for_spaces(obs, tuple(space.shape or ()), discrete, patch)
+    return TimestepLayout.for_spaces(obs, tuple(space.shape or ()), discrete, patch, encoding)
 
 
-def steps_per_window(tasks: dict[str, TaskData], context: int, patch: int = 16) -> dict[str, int]:
+def steps_per_window(layouts: dict[str, TimestepLayout], context: int, max_timesteps: int | None = None
+                     ) -> dict[str, int]:
+    """Timesteps a training window of each task holds: as many as fill `context` slots, at most
+    `max_timesteps` (the run's memory; the acting policy keeps the same number)."""
     out = {}
-    for name, td in tasks.items():
-        n = context // layout_for(td, patch).length
+    for name, lay in layouts.items():
+        n = context // lay.length
         if n < 1:
-            raise ValueError(f"context {context} is shorter than one timestep of {name} "
-                             f"({layout_for(td, patch).length} slots)")
-        out[name] = n
+            raise ValueError(f"context {context} is shorter than one timestep of {name} ({lay.length} slots)")
+        out[name] = min(n, max_timesteps) if max_timesteps else n
     return out
 
 
 @dataclass
 class Sample:
-    tokens: np.ndarray          # (context,)
-    local_positions: np.ndarray
-    loss_mask: np.ndarray
-    patches: np.ndarray         # (n, C, p, p)
-    patch_pos: np.ndarray       # (n, 2)
+    inputs: Inputs              # padded to the context (padding carries no loss)
     task: str
 
 
-def encode_window(window: dict, layout: TimestepLayout, context: int, patch: int = 16) -> Sample:
-    """Tokenize one window and pad it to `context` slots (padding carries no loss)."""
-    w = tokenize(window["observations"], window["actions"], layout, patch)
-    n = len(w.tokens)
-    pad = context - n
-    tokens = np.concatenate([w.tokens, np.zeros(pad, np.int64)])
-    local = np.concatenate([w.local_positions, np.zeros(pad, np.int64)])
-    mask = np.concatenate([w.loss_mask, np.zeros(pad, bool)])
-    if layout.n_patches:
-        img = window["observations"]["image"]
-        c = img.shape[-1]
-        patches = w.patches.reshape(-1, patch, patch, c).transpose(0, 3, 1, 2)
-        grid_w = -(-img.shape[2] // patch)
-        idx = np.tile(np.arange(layout.n_patches), len(window["actions"]))
-        pos = np.stack([idx // grid_w, idx % grid_w], 1)
-    else:
-        patches, pos = np.zeros((0, 3, patch, patch), np.float32), np.zeros((0, 2), np.int64)
-    return Sample(tokens, local, mask, np.ascontiguousarray(patches, dtype=np.float32), pos, window["task"])
+def encode_window(window: dict, encoder: TimestepEncoder, context: int) -> Sample:
+    """Encode one window and pad it to `context` slots (padding carries no loss)."""
+    w = encoder.encode(window["observations"], window["actions"])
+    pad = context - len(w)
+    padded = Inputs(np.concatenate([w.tokens, np.zeros(pad, np.int64)]),
+                    np.concatenate([w.local, np.zeros(pad, np.int64)]),
+                    np.concatenate([w.loss_mask, np.zeros(pad, bool)]),
+                    w.patches, w.patch_pos, w.vectors, w.frames)
+    return Sample(padded, window["task"])
 
 
 def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
-    """Stack token tensors; concatenate patches in (batch, slot) order. Gray patches go to 3 channels."""
-    patches = [np.repeat(s.patches, 3, axis=1) if s.patches.shape[1] == 1 else s.patches for s in samples]
+    """Stack slot tensors; concatenate patches, vectors and frames in (batch, slot) order."""
+    ins = [s.inputs for s in samples]
     return {
-        "tokens": torch.from_numpy(np.stack([s.tokens for s in samples])),
-        "local_positions": torch.from_numpy(np.stack([s.local_positions for s in samples])),
-        "loss_mask": torch.from_numpy(np.stack([s.loss_mask for s in samples])),
-        "patches": torch.from_numpy(np.concatenate(patches)),
-        "patch_pos": torch.from_numpy(np.concatenate([s.patch_pos for s in samples])),
+        "tokens": torch.from_numpy(np.stack([i.tokens for i in ins])),
+        "local_positions": torch.from_numpy(np.stack([i.local for i in ins])),
+        "loss_mask": torch.from_numpy(np.stack([i.loss_mask for i in ins])),
+        "patches": torch.from_numpy(np.concatenate([i.patches for i in ins])),
+        "patch_pos": torch.from_numpy(np.concatenate([i.patch_pos for i in ins])),
+        "vectors": torch.from_numpy(np.concatenate([i.vectors for i in ins])),
+        "frames": torch.from_numpy(np.concatenate([i.frames for i in ins])),
     }
 
 
@@ -76,16 +68,15 @@ class WindowDataset(Dataset):
     """Map-style: item i is window i of the sampler's seed, so a global batch is the same whatever
     the number of ranks and DataLoader workers, and a resumed run continues the same stream."""
 
-    def __init__(self, sampler: WindowSampler, layouts: dict[str, TimestepLayout], context: int,
-                 patch: int = 16):
-        self.sampler, self.layouts, self.context, self.patch = sampler, layouts, context, patch
+    def __init__(self, sampler: WindowSampler, encoders: dict[str, TimestepEncoder], context: int):
+        self.sampler, self.encoders, self.context = sampler, encoders, context
 
     def __len__(self) -> int:
         return 2**62
 
     def __getitem__(self, index: int) -> Sample:
         w = self.sampler.sample_at(int(index))
-        return encode_window(w, self.layouts[w["task"]], self.context, self.patch)
+        return encode_window(w, self.encoders[w["task"]], self.context)
 
 
 class GlobalBatchIndices(Sampler):

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from generalist.agent.tokenizer import HIDDEN_TOKEN, PATCH_TOKEN, VOCAB_SIZE
+from generalist.agent.tokenizer import FRAME_TOKEN, HIDDEN_TOKEN, PATCH_TOKEN, VECTOR_TOKEN, VOCAB_SIZE
 
 
 @dataclass
@@ -30,6 +30,8 @@ class ModelConfig:
     patch_channels: int = 3          # grayscale patches are repeated to 3 channels
     dropout: float = 0.0
     max_seq_len: int = 1024          # context, in slots (for the KV cache and checks)
+    state_dim: int = 64              # "vector" encoding: state vectors are zero-padded to this size
+    frame_size: int = 84             # "vector" encoding: images are zero-padded to frame_size x frame_size
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,6 +65,24 @@ class ResidualPatchEmbed(nn.Module):
         h = self.conv1(F.gelu(self.norm1(x)))
         h = self.conv2(F.gelu(self.norm2(h)))
         return self.proj((x + h).flatten(1))
+
+
+class FrameEncoder(nn.Module):
+    """One image -> one slot embedding (the "vector" encoding): the DQN-shaped conv stack (Mnih et al.
+    2015) on the zero-padded 3-channel frame, then a linear projection."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU())
+        side = ((cfg.frame_size - 8) // 4 + 1 - 4) // 2 + 1 - 2
+        self.proj = nn.Linear(64 * side * side, cfg.n_embd)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:  # (N, 3, F, F) uint8 -> (N, n_embd)
+        x = frames.float() * (2.0 / 255.0) - 1.0
+        return self.proj(self.conv(x).flatten(1))
 
 
 class KVCache:
@@ -144,6 +164,8 @@ class GatoModel(nn.Module):
         self.patch_embed = ResidualPatchEmbed(cfg)
         self.patch_row = nn.Embedding(cfg.max_patch_grid, cfg.n_embd)
         self.patch_col = nn.Embedding(cfg.max_patch_grid, cfg.n_embd)
+        self.vector_embed = nn.Linear(cfg.state_dim, cfg.n_embd)
+        self.frame_embed = FrameEncoder(cfg)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
@@ -166,26 +188,35 @@ class GatoModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def embed(self, tokens: torch.Tensor, local_positions: torch.Tensor, patches: torch.Tensor | None = None,
-              patch_pos: torch.Tensor | None = None) -> torch.Tensor:
+              patch_pos: torch.Tensor | None = None, vectors: torch.Tensor | None = None,
+              frames: torch.Tensor | None = None) -> torch.Tensor:
         """tokens, local_positions: (B, S); patches (N, C, p, p) and patch_pos (N, 2) fill, in
-        row-major order over (B, S), the slots whose token is PATCH_TOKEN. HIDDEN_TOKEN slots get a
-        zero token embedding (their local position still tells which action dimension comes next)."""
-        is_patch = tokens == PATCH_TOKEN
+        row-major order over (B, S), the slots whose token is PATCH_TOKEN; vectors (M, state_dim) the
+        VECTOR_TOKEN slots and frames (K, 3, F, F) uint8 the FRAME_TOKEN slots, in the same order.
+        HIDDEN_TOKEN slots get a zero token embedding (their local position still tells which action
+        dimension comes next)."""
         x = self.tok_emb(tokens.clamp(min=0))
         x = x.masked_fill((tokens == HIDDEN_TOKEN).unsqueeze(-1), 0.0)  # unconditional: no host sync
         if patches is not None and patches.numel():
             if patches.shape[1] == 1:
                 patches = patches.expand(-1, self.cfg.patch_channels, -1, -1)
             pe = self.patch_embed(patches) + self.patch_row(patch_pos[:, 0]) + self.patch_col(patch_pos[:, 1])
-            x = x.masked_scatter(is_patch.unsqueeze(-1), pe.to(x.dtype))
+            x = x.masked_scatter((tokens == PATCH_TOKEN).unsqueeze(-1), pe.to(x.dtype))
+        if vectors is not None and vectors.numel():
+            x = x.masked_scatter((tokens == VECTOR_TOKEN).unsqueeze(-1), self.vector_embed(vectors).to(x.dtype))
+        if frames is not None and frames.numel():
+            x = x.masked_scatter((tokens == FRAME_TOKEN).unsqueeze(-1), self.frame_embed(frames).to(x.dtype))
         return self.drop(x + self.local_pos(local_positions))
 
-    def forward(self, tokens, local_positions, patches=None, patch_pos=None, cache=None, last_only: bool = False):
-        """Logits (B, S, vocab) (only the last slot's with last_only) and the updated KV cache.
+    def forward(self, tokens, local_positions, patches=None, patch_pos=None, cache=None, last_only: bool = False,
+                vectors=None, frames=None, where: torch.Tensor | None = None):
+        """Logits (B, S, vocab) and the updated KV cache. With `last_only` only the last slot's
+        logits; with a boolean `where` (B, S) only those slots' logits, flattened to (K, vocab)
+        (training needs them on action slots only: the head is a large share of a small model).
 
         `cache` is None (no cache), a KVCache (preallocated, updated in place: acting), or the list of
         per-layer (k, v) this method returned before."""
-        x = self.embed(tokens, local_positions, patches, patch_pos)
+        x = self.embed(tokens, local_positions, patches, patch_pos, vectors, frames)
         kv = cache if isinstance(cache, KVCache) else None
         new_cache = []
         for i, block in enumerate(self.blocks):
@@ -196,4 +227,6 @@ class GatoModel(nn.Module):
             new_cache = kv
         if last_only:
             x = x[:, -1:]
+        elif where is not None:
+            x = x[where]
         return self.head(self.ln_f(x)), new_cache

@@ -9,7 +9,6 @@ exactly (no stale keys) and rebuilds are rare.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,33 +16,13 @@ import numpy as np
 import torch
 
 from generalist.agent import checkpoint
+from generalist.agent.encoder import Inputs, shown_tokens
 from generalist.agent.model import GatoModel, KVCache, ModelConfig
-from generalist.agent.tokenizer import (
-    CONTINUOUS_OFFSET,
-    HIDDEN_TOKEN,
-    N_BINS,
-    PATCH_TOKEN,
-    SEPARATOR,
-    TimestepLayout,
-    decode_continuous_action,
-    encode_continuous_action,
-    encode_continuous_observation,
-    encode_discrete,
-    image_to_patches,
-)
 
 
 class UnknownTaskForCheckpoint(KeyError):
     def __str__(self) -> str:
         return str(self.args[0])
-
-
-@dataclass
-class _Slots:
-    tokens: list[int]
-    local: list[int]
-    patches: np.ndarray   # (n, C, p, p)
-    patch_pos: np.ndarray  # (n, 2)
 
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[GatoModel, dict[str, Any]]:
@@ -62,19 +41,26 @@ class AgentPolicy:
 
     def __init__(self, model: GatoModel, meta: dict[str, Any], task: str, context: int | None = None,
                  use_cache: bool = True, device: str | torch.device = "cpu"):
+        from generalist.agent.train import encoders_for
+
         if task not in meta["layouts"]:
             raise UnknownTaskForCheckpoint(
                 f"the checkpoint was never trained on {task!r}; it knows: {', '.join(sorted(meta['layouts']))}")
         self.model, self.task, self.device = model, task, torch.device(device)
-        self.layout = TimestepLayout(**meta["layouts"][task])
-        self.patch = model.cfg.patch_size
+        self.encoder = encoders_for(meta, model.cfg)[task]
+        self.layout = self.encoder.layout
         self.context = context or model.cfg.max_seq_len
         self.use_cache = use_cache
+        train_cfg = meta.get("train", {})
         # a run trained with hidden actions must act the same way: the model never sees action tokens
-        self.hide_actions = bool(meta.get("train", {}).get("hide_actions", False))
+        self.hide_actions = bool(train_cfg.get("hide_actions", False))
+        # a run whose windows held at most K timesteps acts on the last K (its memory), recomputed each step
+        self.max_timesteps = int(train_cfg.get("max_timesteps", 0) or 0)
         if self.layout.length > self.context:
             raise ValueError(f"context {self.context} cannot hold one timestep ({self.layout.length} slots)")
-        self.prompt: list[_Slots] = []
+        self.prompt: list[Inputs] = []
+        self.fed: Inputs | None = None  # the last full context the model was fed (parity tests read it)
+        self.first_logits: torch.Tensor | None = None
         self.reset()
 
     @classmethod
@@ -85,107 +71,65 @@ class AgentPolicy:
     # ------------------------------------------------------------------ prompting
     def set_prompt(self, observations: dict[str, np.ndarray], actions: np.ndarray) -> None:
         """Demonstration timesteps (e.g. the end of an expert episode) kept at the front of the context."""
-        self.prompt = [self._timestep({k: v[i] for k, v in observations.items()}, actions[i])
-                       for i in range(len(actions))]
         max_prompt = (self.context // self.layout.length) // 2
-        self.prompt = self.prompt[-max_prompt:]
+        n = min(len(actions), max_prompt)
+        self.prompt = [self._timestep({k: v[i] for k, v in observations.items()}, actions[i])
+                       for i in range(len(actions) - n, len(actions))]
         self.reset()
 
     # ------------------------------------------------------------------ slots
-    def _obs_slots(self, obs: dict[str, np.ndarray]) -> _Slots:
-        lay = self.layout
-        tokens: list[int] = []
-        patches = np.zeros((0, 3, self.patch, self.patch), np.float32)
-        pos = np.zeros((0, 2), np.int64)
-        if lay.n_patches:
-            img = obs["image"]
-            c = img.shape[-1]
-            patches = image_to_patches(img, self.patch).reshape(-1, self.patch, self.patch, c).transpose(0, 3, 1, 2)
-            if c == 1:  # as in training's collate: grayscale patches go to 3 channels
-                patches = np.repeat(patches, 3, axis=1)
-            grid_w = -(-img.shape[1] // self.patch)
-            idx = np.arange(lay.n_patches)
-            pos = np.stack([idx // grid_w, idx % grid_w], 1)
-            tokens += [PATCH_TOKEN] * lay.n_patches
-        if lay.n_state:
-            tokens += encode_continuous_observation(np.asarray(obs["state"]).reshape(-1)).tolist()
-        tokens.append(SEPARATOR)
-        return _Slots(tokens, list(range(len(tokens))), np.ascontiguousarray(patches, np.float32), pos)
-
-    def _action_tokens(self, action) -> list[int]:
-        if self.layout.discrete_actions is not None:
-            return encode_discrete(np.array([int(action)])).tolist()
-        return encode_continuous_action(np.asarray(action).reshape(-1)).tolist()
-
-    def _shown(self, tokens: list[int]) -> list[int]:
-        """Action tokens as the model is shown them (HIDDEN_TOKEN when the run hid actions)."""
-        return [HIDDEN_TOKEN] * len(tokens) if self.hide_actions else tokens
-
-    def _timestep(self, obs, action) -> _Slots:
-        s = self._obs_slots(obs)
-        a = self._shown(self._action_tokens(action))
-        n = len(s.tokens)
-        return _Slots(s.tokens + a, s.local + list(range(n, n + len(a))), s.patches, s.patch_pos)
+    def _timestep(self, obs: dict[str, np.ndarray], action) -> Inputs:
+        return self.encoder.encode({k: np.asarray(v)[None] for k, v in obs.items()}, np.asarray(action)[None])
 
     # ------------------------------------------------------------------ acting
     def reset(self) -> None:
-        self.history: list[_Slots] = []
+        self.history: list[Inputs] = []
         self.cache = None
-        self.cached_len = 0
-        self.pending: _Slots | None = None  # slots not yet fed to the cache (last action token)
+        self.rebuilds = 0  # times the whole context was fed afresh (first step, roll-overs, fixed memory)
+        self.pending: Inputs | None = None  # slots not yet fed to the cache (last action token)
 
-    def _run(self, parts: list[_Slots], cache):
-        tokens = torch.tensor([t for p in parts for t in p.tokens], device=self.device)[None]
-        local = torch.tensor([t for p in parts for t in p.local], device=self.device)[None]
-        patches = torch.from_numpy(np.concatenate([p.patches for p in parts])).to(self.device)
-        pos = torch.from_numpy(np.concatenate([p.patch_pos for p in parts])).to(self.device)
+    def _run(self, parts: list[Inputs], cache):
+        x = Inputs.concat(parts)
+        dev = self.device
+        tokens = torch.from_numpy(shown_tokens(x.tokens, x.loss_mask, self.hide_actions)).to(dev)[None]
         if cache is None and self.use_cache:
-            cache = KVCache(self.model.cfg, 1, self.device, next(self.model.parameters()).dtype)
-        logits, cache = self.model(tokens, local, patches, pos, cache, last_only=True)
-        return logits[0, -1], cache, tokens.shape[1]
-
-    def _valid_range(self) -> tuple[int, int]:
-        if self.layout.discrete_actions is not None:
-            return 0, self.layout.discrete_actions
-        return CONTINUOUS_OFFSET, CONTINUOUS_OFFSET + N_BINS
+            cache = KVCache(self.model.cfg, 1, dev, next(self.model.parameters()).dtype)
+        logits, cache = self.model(tokens, torch.from_numpy(x.local).to(dev)[None],
+                                   torch.from_numpy(x.patches).to(dev), torch.from_numpy(x.patch_pos).to(dev),
+                                   cache, last_only=True, vectors=torch.from_numpy(x.vectors).to(dev),
+                                   frames=torch.from_numpy(x.frames).to(dev))
+        return logits[0, -1], cache, x
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> Any:
-        lay = self.layout
-        cur = self._obs_slots(obs)
-        # The new timestep must fit: drop the oldest half of the history when it would not.
-        used = sum(len(p.tokens) for p in self.prompt + self.history)
-        if used + lay.length > self.context:
-            keep = max(0, (self.context - sum(len(p.tokens) for p in self.prompt)) // lay.length // 2)
-            self.history = self.history[len(self.history) - keep:] if keep else []
-            self.cache, self.pending = None, None
-        if self.cache is None or not self.use_cache:
-            logits, self.cache, self.cached_len = self._run(self.prompt + self.history + [cur], None)
+        lay, enc = self.layout, self.encoder
+        cur = enc.encode({k: np.asarray(v)[None] for k, v in obs.items()}, None)  # up to the separator
+        fresh = self.cache is None or not self.use_cache
+        if self.max_timesteps:  # exactly the last K - 1 timesteps before this one, as in training
+            self.history = self.history[max(0, len(self.history) - self.max_timesteps + 1):] if self.max_timesteps > 1 else []
+            fresh = True
+        used = sum(len(p) for p in self.prompt + self.history)
+        if used + lay.length > self.context:  # the new timestep must fit: drop the oldest half of the history
+            keep = max(0, (self.context - sum(len(p) for p in self.prompt)) // lay.length // 2)
+            self.history = self.history[max(0, len(self.history) - keep):] if keep else []
+            fresh = True
+        if fresh:
+            self.rebuilds += 1
+            logits, self.cache, self.fed = self._run(self.prompt + self.history + [cur], None)
         else:
-            new = ([self.pending] if self.pending else []) + [cur]
-            logits, self.cache, n = self._run(new, self.cache)
-            self.cached_len += n
-        lo, hi = self._valid_range()
+            logits, self.cache, _ = self._run(([self.pending] if self.pending else []) + [cur], self.cache)
+        self.first_logits = logits  # of this step's first action token (parity tests read it)
+        lo, hi = enc.valid_range()
         out: list[int] = []
         for k in range(lay.n_action):
-            tok = lo + int(torch.argmax(logits[lo:hi]))
-            out.append(tok)
+            out.append(lo + int(torch.argmax(logits[lo:hi])))
             if k + 1 < lay.n_action:
-                step = _Slots(self._shown([tok]), [len(cur.tokens) + k], np.zeros((0, 3, self.patch, self.patch), np.float32),
-                              np.zeros((0, 2), np.int64))
+                done = enc.action_inputs(out)
                 if self.use_cache:
-                    logits, self.cache, n = self._run([step], self.cache)
-                    self.cached_len += n
+                    logits, self.cache, _ = self._run([done.slots(k, k + 1)], self.cache)
                 else:
-                    partial = _Slots(cur.tokens + self._shown(out), cur.local + list(range(len(cur.tokens), len(cur.tokens) + len(out))),
-                                     cur.patches, cur.patch_pos)
-                    logits, _, _ = self._run(self.prompt + self.history + [partial], None)
-        n_obs = len(cur.tokens)
-        last = _Slots(self._shown([out[-1]]), [n_obs + lay.n_action - 1], np.zeros((0, 3, self.patch, self.patch), np.float32),
-                      np.zeros((0, 2), np.int64))
-        self.pending = last
-        self.history.append(_Slots(cur.tokens + self._shown(out), cur.local + list(range(n_obs, n_obs + len(out))),
-                                   cur.patches, cur.patch_pos))
-        if lay.discrete_actions is not None:
-            return int(out[0])
-        return decode_continuous_action(np.array(out))
+                    logits, _, _ = self._run(self.prompt + self.history + [cur, done], None)
+        full = Inputs.concat([cur, enc.action_inputs(out)])  # = enc.encode(obs, action)
+        self.pending = full.slots(len(full) - 1, len(full))
+        self.history.append(full)
+        return enc.decode_action(out)

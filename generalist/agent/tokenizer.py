@@ -26,6 +26,11 @@ PATCH_TOKEN = -1  # slot filled by an image patch embedding, not a token embeddi
 # An action slot whose token the model is not shown (zero token embedding, position kept): used when a
 # run hides past actions from the model (TrainConfig.hide_actions) against copycat behaviour cloning.
 HIDDEN_TOKEN = -2
+# Slots of the compact observation encoding (ObsEncoding "vector"): the whole state vector as one slot
+# (a learned linear map of the normalized vector) and a whole image as one slot (a small conv encoder).
+VECTOR_TOKEN = -3
+FRAME_TOKEN = -4
+OBS_ENCODINGS = ("tokens", "vector")
 MU, M = 100.0, 256.0
 
 
@@ -100,23 +105,32 @@ class TimestepLayout:
     n_action: int
     patch_dim: int
     discrete_actions: int | None  # number of discrete actions, or None for continuous
+    encoding: str = "tokens"      # "tokens" (Gato: a slot per patch / state value) or "vector" (a slot each)
+    n_frames: int = 0             # "vector": one slot for the whole image
+    state_size: int = 0           # values in the state vector (n_state counts slots)
 
     @property
     def length(self) -> int:
-        return self.n_patches + self.n_state + 1 + self.n_action
+        return self.n_frames + self.n_patches + self.n_state + 1 + self.n_action
 
     @classmethod
     def for_spaces(cls, observation: dict[str, tuple], action_shape: tuple, discrete_n: int | None,
-                   patch: int = 16) -> TimestepLayout:
+                   patch: int = 16, encoding: str = "tokens") -> TimestepLayout:
         """observation: key -> shape ('image' (H, W, C) and/or 'state' (n,))."""
-        n_patches = patch_dim = 0
+        if encoding not in OBS_ENCODINGS:
+            raise ValueError(f"unknown observation encoding {encoding!r}; choose from {', '.join(OBS_ENCODINGS)}")
+        n_patches = patch_dim = n_frames = 0
         if "image" in observation:
             h, w, c = observation["image"]
-            n_patches = (-(-h // patch)) * (-(-w // patch))
-            patch_dim = patch * patch * c
-        n_state = int(np.prod(observation["state"])) if "state" in observation else 0
+            if encoding == "vector":
+                n_frames = 1
+            else:
+                n_patches = (-(-h // patch)) * (-(-w // patch))
+                patch_dim = patch * patch * c
+        state_size = int(np.prod(observation["state"])) if "state" in observation else 0
+        n_state = state_size if encoding == "tokens" else int(state_size > 0)
         n_action = 1 if discrete_n is not None else int(np.prod(action_shape))
-        return cls(n_patches, n_state, n_action, patch_dim, discrete_n)
+        return cls(n_patches, n_state, n_action, patch_dim, discrete_n, encoding, n_frames, state_size)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -23,9 +24,12 @@ from torch.utils.data import DataLoader
 
 from generalist.agent import checkpoint
 from generalist.agent.data import GlobalBatchIndices, WindowDataset, collate, layout_for, steps_per_window
+from generalist.agent.encoder import OBS_NORMS, ObsNorm, TimestepEncoder, shown_tokens
 from generalist.agent.model import SIZES, GatoModel, ModelConfig
-from generalist.agent.tokenizer import HIDDEN_TOKEN
-from generalist.datasets.sampler import DatasetError, WindowSampler, open_tasks
+from generalist.agent.tokenizer import CONTINUOUS_OFFSET, N_BINS, OBS_ENCODINGS
+from generalist.datasets.sampler import DatasetError, TaskData, WindowSampler, open_tasks
+
+ACTION_LOSSES = ("ce", "hlgauss")
 
 
 @dataclass
@@ -57,6 +61,15 @@ class TrainConfig:
     # action sequences and little data, a model that sees past actions learns to repeat them
     # (copycat) and never changes action when acting. Off by default, as in Gato.
     hide_actions: bool = False
+    # How an observation becomes slots: "tokens" (Gato: a slot per patch / state value) or "vector"
+    # (one slot per image and one per state vector; DEVELOPERS.md has the measurements).
+    obs_encoding: str = "tokens"
+    obs_norm: str = "zscore"        # "vector" states: per-task z-score from the data, or mu-law
+    max_timesteps: int = 0          # timesteps a window (and the acting context) holds; 0: as many as fit
+    # Continuous action tokens: "ce" (Gato: the right bin only) or "hlgauss" (a Gaussian over
+    # neighbouring bins, sigma `hl_sigma` bins: a near miss costs less than a far one).
+    action_loss: str = "ce"
+    hl_sigma: float = 8.0
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -67,23 +80,67 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
-                hide_actions: bool = False) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Summed next-token cross-entropy over action tokens only, correct action tokens, their count.
+def soft_bin_targets(target: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(K,) continuous action tokens -> (K, N_BINS) Gaussian weights over the bins (HL-Gauss,
+    Imani & White 2018; Farebrother et al. 2024), normalized within [-1, 1]."""
+    bins = torch.arange(N_BINS, device=target.device, dtype=torch.float32)
+    centre = (target - CONTINUOUS_OFFSET).float().unsqueeze(1)
+    w = torch.exp(-0.5 * ((bins - centre) / sigma) ** 2)
+    return w / w.sum(1, keepdim=True)
+
+
+def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], hide_actions: bool = False,
+                loss: str = "ce", hl_sigma: float = 8.0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Summed next-token loss over action tokens only, correct action tokens, their count.
 
     Sums, not means: the trainer divides by the global token count so that K ranks weigh every
     token exactly as one process does. With `hide_actions` the model predicts every action token
-    without being shown any action token (its own past actions included)."""
-    inputs = batch["tokens"]
-    if hide_actions:
-        inputs = inputs.masked_fill(batch["loss_mask"], HIDDEN_TOKEN)
-    logits, _ = model(inputs, batch["local_positions"], batch["patches"], batch["patch_pos"])
-    target = batch["tokens"][:, 1:]
+    without being shown any action token (its own past actions included). With loss "hlgauss" a
+    continuous action token's target is spread over neighbouring bins."""
+    inputs = shown_tokens(batch["tokens"], batch["loss_mask"], hide_actions)
     mask = batch["loss_mask"][:, 1:]
-    pred = logits[:, :-1][mask].float()
-    loss_sum = F.cross_entropy(pred, target[mask], reduction="sum")
-    correct = (pred.argmax(-1) == target[mask]).sum()
-    return loss_sum, correct, int(mask.sum())
+    where = torch.nn.functional.pad(mask, (0, 1))  # slot s predicts the token of slot s + 1
+    logits, _ = model(inputs, batch["local_positions"], batch["patches"], batch["patch_pos"],
+                      vectors=batch["vectors"], frames=batch["frames"], where=where)
+    pred = logits.float()
+    target = batch["tokens"][:, 1:][mask]
+    correct = (pred.argmax(-1) == target).sum()
+    if loss == "ce":
+        return F.cross_entropy(pred, target, reduction="sum"), correct, int(mask.sum())
+    logp = F.log_softmax(pred, -1)
+    cont = target >= CONTINUOUS_OFFSET
+    nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
+    soft = -(soft_bin_targets(target[cont], hl_sigma) * logp[cont, CONTINUOUS_OFFSET:CONTINUOUS_OFFSET + N_BINS]).sum(1)
+    return nll[~cont].sum() + soft.sum(), correct, int(mask.sum())
+
+
+def fit_obs_norms(tasks: dict[str, TaskData], kind: str, max_rows: int = 200_000) -> dict[str, ObsNorm]:
+    """Per-task state statistics from the training episodes (up to `max_rows` timesteps, evenly)."""
+    import h5py
+
+    from generalist.datasets.layout import MAIN_FILE, data_dir
+
+    out = {}
+    for name, td in tasks.items():
+        if "state" not in td.observation_space.spaces:
+            continue
+        with h5py.File(data_dir(td.path) / MAIN_FILE, "r") as f:
+            rows, total = [], int(td.lengths[td.train_ids].sum())
+            stride = max(1, total // max_rows)
+            for ep in td.train_ids:
+                rows.append(f[f"episode_{ep}"]["observations"]["state"][: td.lengths[ep]: stride])
+        out[name] = ObsNorm.fit(np.concatenate(rows).reshape(-1, rows[0].shape[-1]), kind)
+    return out
+
+
+def encoders_for(meta: dict[str, Any], model_cfg: ModelConfig) -> dict[str, TimestepEncoder]:
+    """Each task's encoder as a checkpoint's metadata defines it (training and acting both use this)."""
+    from generalist.agent.tokenizer import TimestepLayout
+
+    norms = meta.get("obs_norm", {})
+    return {t: TimestepEncoder(TimestepLayout(**lay), ObsNorm.from_dict(norms[t]) if t in norms else None,
+                               model_cfg.patch_size, model_cfg.state_dim, model_cfg.frame_size)
+            for t, lay in meta["layouts"].items()}
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -129,13 +186,23 @@ def train(cfg: TrainConfig, resume: bool = False,
     if not cfg.data:
         raise DatasetError("no data path given (--data ROOT [ROOT ...])")
 
+    if cfg.obs_encoding not in OBS_ENCODINGS:
+        raise ValueError(f"unknown --obs-encoding {cfg.obs_encoding!r}; choose from {', '.join(OBS_ENCODINGS)}")
+    if cfg.obs_norm not in OBS_NORMS:
+        raise ValueError(f"unknown --obs-norm {cfg.obs_norm!r}; choose from {', '.join(OBS_NORMS)}")
+    if cfg.action_loss not in ACTION_LOSSES:
+        raise ValueError(f"unknown --action-loss {cfg.action_loss!r}; choose from {', '.join(ACTION_LOSSES)}")
+
     tasks = open_tasks([Path(p) for p in cfg.data], cfg.val_fraction, cfg.seed)
     check_specs(tasks)
-    layouts = {t: layout_for(td) for t, td in tasks.items()}
-    spw = steps_per_window(tasks, cfg.context)
+    layouts = {t: layout_for(td, encoding=cfg.obs_encoding) for t, td in tasks.items()}
+    spw = steps_per_window(layouts, cfg.context, cfg.max_timesteps)
     model_cfg = ModelConfig(**{**SIZES[cfg.config].to_dict(), "max_seq_len": cfg.context})
+    norms = fit_obs_norms(tasks, cfg.obs_norm) if cfg.obs_encoding == "vector" else {}
     meta = {"train": asdict(cfg), "model": model_cfg.to_dict(), "data": data_spec(tasks),
-            "layouts": {t: asdict(lay) for t, lay in layouts.items()}}
+            "layouts": {t: asdict(lay) for t, lay in layouts.items()},
+            "obs_norm": {t: n.to_dict() for t, n in norms.items()}}
+    encoders = encoders_for(meta, model_cfg)
 
     torch.manual_seed(cfg.seed)
     model = GatoModel(model_cfg).to(device)
@@ -174,13 +241,13 @@ def train(cfg: TrainConfig, resume: bool = False,
     fwd = torch.compile(ddp_model, dynamic=True) if cfg.compile else ddp_model
 
     train_set = WindowDataset(WindowSampler(tasks, spw, cfg.task_weights, cfg.prompt_prob, "train", cfg.seed),
-                              layouts, cfg.context)
+                              encoders, cfg.context)
     loader = DataLoader(train_set, batch_size=cfg.batch // world, collate_fn=collate, num_workers=cfg.workers,
                         sampler=GlobalBatchIndices(cfg.batch, start, cfg.steps, rank, world),
                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     # one held-out stream per task (episodes never trained on), so losses are reported per task
     val_sets = {t: WindowDataset(WindowSampler(tasks, spw, {x: float(x == t) for x in tasks}, 0.0, "val",
-                                               cfg.seed + 1), layouts, cfg.context)
+                                               cfg.seed + 1), encoders, cfg.context)
                 for t, td in tasks.items() if len(td.val_ids)}
 
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -212,7 +279,7 @@ def train(cfg: TrainConfig, resume: bool = False,
                 tot, correct, n = 0.0, 0, 0
                 for i in range(cfg.val_batches):
                     b = to_dev(collate([vs[i * cfg.batch + j] for j in range(cfg.batch)]))
-                    loss_sum, c, m = action_loss(model, b, cfg.hide_actions)
+                    loss_sum, c, m = action_loss(model, b, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma)
                     tot, correct, n = tot + float(loss_sum), correct + int(c), n + m
                 out[f"val/{t}/loss"] = tot / max(n, 1)
                 out[f"val/{t}/action_acc"] = correct / max(n, 1)
@@ -224,7 +291,7 @@ def train(cfg: TrainConfig, resume: bool = False,
     for batch in loader:
         batch = to_dev(batch)
         with amp:
-            loss_sum, correct, n = action_loss(fwd, batch, cfg.hide_actions)
+            loss_sum, correct, n = action_loss(fwd, batch, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma)
         stats = torch.tensor([float(n), float(correct), float(loss_sum.detach())], device=device)
         if world > 1:
             dist.all_reduce(stats)

@@ -21,6 +21,7 @@ import gymnasium as gym
 
 from generalist import envs
 from generalist.datasets.layout import DEFAULT_NAME, METADATA_FILE, data_dir, dataset_dir
+from generalist.datasets.noise import check_action_noise
 from generalist.datasets.recorder import record_episode
 from generalist.datasets.writer import DatasetExistsError, DatasetWriter, write_episode_file
 from generalist.experts import make_policy
@@ -38,6 +39,7 @@ class CollectConfig:
     resume: bool = False
     name: str = DEFAULT_NAME
     finalize: bool = True  # pack each completed dataset into one main_data.hdf5
+    action_noise: float = 0.0  # DART: perturb executed actions, keep expert labels (datasets/noise.py)
 
 
 @dataclass
@@ -70,17 +72,17 @@ def _env(task: str):
     return env
 
 
-def run_job(task: str, seed: int, tmp: str) -> EpisodeDone:
+def run_job(task: str, seed: int, tmp: str, action_noise: float = 0.0) -> EpisodeDone:
     """Play and record one expert episode, write it to `tmp`. Runs in a worker or inline."""
     env = _env(task)
     t0 = time.perf_counter()
     policy = make_policy("expert", env, seed=seed)
-    ep, ret = record_episode(env, policy, seed)
+    ep, ret = record_episode(env, policy, seed, action_noise)
     write_episode_file(Path(tmp), ep)
     return EpisodeDone(task, seed, ret, ep.steps, tmp, time.perf_counter() - t0)
 
 
-def _run_job_star(args: tuple[str, int, str]) -> EpisodeDone:
+def _run_job_star(args: tuple[str, int, str, float]) -> EpisodeDone:
     return run_job(*args)
 
 
@@ -91,6 +93,7 @@ def open_writers(cfg: CollectConfig) -> dict[str, DatasetWriter]:
         envs.get_task(t)
     if cfg.episodes < 1:
         raise ValueError("--episodes must be at least 1")
+    check_action_noise(cfg.action_noise, None)
     if not cfg.resume:  # refuse before creating anything, for every task at once
         for t in cfg.tasks:
             d = dataset_dir(cfg.out, t, cfg.name)
@@ -98,13 +101,16 @@ def open_writers(cfg: CollectConfig) -> dict[str, DatasetWriter]:
                 raise DatasetExistsError(
                     f"a dataset already exists at {d}; pass --resume to complete it, "
                     "or choose another --out (existing data is never overwritten)")
+    for t in cfg.tasks:  # reused by inline collection (workers=1)
+        check_action_noise(cfg.action_noise, _env(t).action_space, t)
     writers = {}
     for t in cfg.tasks:
-        env = _env(t)  # reused by inline collection (workers=1)
+        env = _env(t)
         make_policy("expert", env)  # fail on a missing expert (or checkpoint) before writing
         writers[t] = DatasetWriter(
             dataset_dir(cfg.out, t, cfg.name), t, env.observation_space, env.action_space,
-            cfg.seed, envs.get_task(t).expert, gym.spec(envs.gym_id(t)).to_json(), cfg.resume)
+            cfg.seed, envs.get_task(t).expert, gym.spec(envs.gym_id(t)).to_json(), cfg.resume,
+            cfg.action_noise)
     if cfg.workers > 1:
         _close_envs()
     return writers
@@ -128,11 +134,11 @@ def pending_jobs(cfg: CollectConfig, writers: dict[str, DatasetWriter]) -> list[
 def _results(cfg: CollectConfig, jobs: list[tuple[str, str, int]]) -> Iterator[EpisodeDone]:
     if cfg.workers <= 1:
         for task, tmp, seed in jobs:
-            yield run_job(task, seed, tmp)
+            yield run_job(task, seed, tmp, cfg.action_noise)
         return
     ctx = mp.get_context("spawn")  # fresh interpreters: no inherited GL contexts or threads
     with ctx.Pool(cfg.workers, initializer=_die_with_parent, maxtasksperchild=None) as pool:
-        yield from pool.imap_unordered(_run_job_star, [(t, s, tmp) for t, tmp, s in jobs])
+        yield from pool.imap_unordered(_run_job_star, [(t, s, tmp, cfg.action_noise) for t, tmp, s in jobs])
 
 
 def collect(cfg: CollectConfig, on_episode: Callable[[EpisodeDone, int], None] | None = None,

@@ -107,7 +107,8 @@ class DatasetWriter:
     """Owns one dataset directory during a collection run (single writer: the parent process)."""
 
     def __init__(self, ds_dir: Path, task: str, observation_space: gym.Space, action_space: gym.Space,
-                 seed: int, expert: str, env_spec_json: str | None = None, resume: bool = False):
+                 seed: int, expert: str, env_spec_json: str | None = None, resume: bool = False,
+                 action_noise: float = 0.0):
         self.ds_dir = Path(ds_dir)
         self.data = data_dir(self.ds_dir)
         self.parts = self.data / PARTS_DIR
@@ -129,6 +130,8 @@ class DatasetWriter:
             "algorithm_name": expert,
             "generalist": {"task": task, "expert": expert, "seed": seed},
         }
+        if action_noise:  # absent means 0: noise-free datasets stay as they always were
+            meta["generalist"]["action_noise"] = float(action_noise)
         if env_spec_json is not None:
             meta["env_spec"] = env_spec_json
         exists = (self.data / METADATA_FILE).exists()
@@ -155,6 +158,11 @@ class DatasetWriter:
                     f"{self.ds_dir} was collected with {key}={ours.get(key)!r}, not "
                     f"{meta['generalist'][key]!r}; resume with the same --seed, or use another --out"
                 )
+        old_noise, noise = ours.get("action_noise", 0.0), meta["generalist"].get("action_noise", 0.0)
+        if old_noise != noise:
+            raise DatasetMismatchError(
+                f"{self.ds_dir} was collected with --action-noise {old_noise:g}, not {noise:g}; "
+                "resume with the same --action-noise, or use another --out")
         for key in ("observation_space", "action_space"):
             if old.get(key) != meta[key]:
                 raise DatasetMismatchError(f"{self.ds_dir}: stored {key} differs from the task's; "
