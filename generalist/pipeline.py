@@ -27,6 +27,8 @@ class Suite:
     train: dict[str, Any] = field(default_factory=dict)   # TrainConfig overrides
     eval_episodes: int = 50
     video_frames: int = 250
+    action_noise: dict[str, float] = field(default_factory=dict)  # task -> DART noise when collecting
+    eval_temperature: float = 0.0                                  # agent decoding: 0 greedy, > 0 sampled
 
 
 SUITES: dict[str, Suite] = {
@@ -80,14 +82,14 @@ def train_command(cfg: RunConfig, nproc: int = 8) -> str:
     t = SUITES[cfg.suite].train
     out = Path(cfg.out)
     flags = ["--data " + " ".join(str(d) for d in suite_datasets(cfg)), f"--out {out / 'run'}"]
-    for key in ("config", "steps", "batch", "context", "lr", "warmup", "eval_every", "ckpt_every", "prompt_prob",
-                "workers"):
-        if key in t:
-            flags.append(f"--{key.replace('_', '-')} {t[key]}")
-    if t.get("hide_actions"):
-        flags.append("--hide-actions")
-    if t.get("task_weights"):
-        flags.append("--task-weights " + " ".join(f"{k}={v}" for k, v in t["task_weights"].items()))
+    for key, value in t.items():  # every TrainConfig override is a `generalist train` flag of the same name
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags += [flag] if value else []
+        elif isinstance(value, dict):
+            flags.append(f"{flag} " + " ".join(f"{k}={v}" for k, v in value.items()))
+        else:
+            flags.append(f"{flag} {value}")
     if cfg.compile:
         flags.append("--compile")
     if cfg.wandb != "off":
@@ -138,17 +140,18 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
 
     # 1. collect: complete each task's dataset to its episode count (existing episodes are kept)
     t0 = _stage(f"collect -> {data}", log)
-    by_count: dict[int, list[str]] = {}
+    by_count: dict[tuple[int, float], list[str]] = {}  # one collection per (episodes, noise) group
     for task, n in suite.episodes.items():
-        by_count.setdefault(n, []).append(task)
-    for n, tasks in by_count.items():
+        by_count.setdefault((n, suite.action_noise.get(task, 0.0)), []).append(task)
+    for (n, noise), tasks in by_count.items():
         bar = tqdm(total=0, unit="ep", desc=f"collect ({n} episodes per task)", dynamic_ncols=True)
 
         def on_episode(res: Any, _ep: Any, bar: Any = bar) -> None:
             bar.update(1)
             bar.set_postfix(task=res.task, ret=f"{res.ret:.1f}")
 
-        collect(CollectConfig(tasks=tasks, episodes=n, out=data, workers=cfg.workers, resume=True), on_episode,
+        collect(CollectConfig(tasks=tasks, episodes=n, out=data, workers=cfg.workers, resume=True,
+                              action_noise=noise), on_episode,
                 lambda jobs, bar=bar: bar.reset(total=jobs))
         bar.close()
     summary["seconds"]["collect"] = summary["seconds"].get("collect", 0) + time.perf_counter() - t0
@@ -183,6 +186,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     else:
         ecfg = EvalConfig(out=str(eval_dir), run=str(run_dir), tasks=list(suite.episodes),
                           episodes=suite.eval_episodes, workers=cfg.workers, video_frames=suite.video_frames,
+                          temperature=suite.eval_temperature,
                           wandb=cfg.wandb)
         bar, tick = progress_bar(ecfg, len(ecfg.tasks))
         scores = evaluate(ecfg, tick)

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from generalist.agent import tokenizer as tk
+from generalist.agent.data import action_balance_weights
+from generalist.agent.encoder import ObsNorm, TimestepEncoder
 
 
 def test_mu_law_pinned_values():
@@ -72,19 +74,43 @@ def test_layout_and_tokenize_continuous():
     assert (layout.n_patches, layout.n_state, layout.n_action, layout.length) == (0, 3, 2, 6)
     obs = {"state": np.array([[0.0, 1.0, -1.0], [2.0, 0.0, 0.0]], np.float32)}
     acts = np.array([[0.0, 1.0], [-1.0, 0.5]], np.float32)
-    w = tk.tokenize(obs, acts, layout)
+    w = TimestepEncoder(layout).encode(obs, acts)
     assert w.tokens.tolist()[:6] == [1536, 1768, 1303, 2048, 1536, 2047]
-    assert w.local_positions.tolist() == [0, 1, 2, 3, 4, 5] * 2
+    assert w.local.tolist() == [0, 1, 2, 3, 4, 5] * 2
     assert w.loss_mask.tolist() == [False, False, False, False, True, True] * 2
-    assert w.patches.size == 0
+    assert w.patches.size == 0 and w.vectors.size == 0
+    prefix = TimestepEncoder(layout).encode(obs, acts[:1])  # acting: the last step stops at its separator
+    assert prefix.tokens.tolist() == w.tokens.tolist()[:10] and prefix.loss_mask.sum() == 2
 
 
 def test_tokenize_image_and_discrete():
     layout = tk.TimestepLayout.for_spaces({"image": (64, 64, 3)}, (), 6)
     assert layout.n_patches == 16 and layout.length == 18 and layout.patch_dim == 768
     obs = {"image": np.zeros((3, 64, 64, 3), np.uint8)}
-    w = tk.tokenize(obs, np.array([0, 5, 2]), layout)
-    assert w.tokens.shape == (54,) and w.patches.shape == (48, 768)
+    w = TimestepEncoder(layout).encode(obs, np.array([0, 5, 2]))
+    assert w.tokens.shape == (54,) and w.patches.shape == (48, 3, 16, 16)
     assert (w.tokens.reshape(3, 18)[:, :16] == tk.PATCH_TOKEN).all()
     assert w.tokens.reshape(3, 18)[:, 16:].tolist() == [[2048, 0], [2048, 5], [2048, 2]]
     assert w.loss_mask.sum() == 3
+
+
+def test_vector_encoding_one_slot_per_state_and_image():
+    lay = tk.TimestepLayout.for_spaces({"state": (3,)}, (2,), None, encoding="vector")
+    assert (lay.n_state, lay.state_size, lay.length) == (1, 3, 4)
+    norm = ObsNorm.fit(np.array([[0.0, 1.0, 5.0], [2.0, 3.0, 5.0]]), "zscore")
+    assert norm.mean == (1.0, 2.0, 5.0) and norm.std == (1.0, 1.0, 1.0)  # a constant dimension keeps std 1
+    enc = TimestepEncoder(lay, norm, state_dim=8)
+    w = enc.encode({"state": np.array([[2.0, 1.0, 5.0]])}, np.array([[0.0, 1.0]]))
+    assert w.tokens.tolist() == [tk.VECTOR_TOKEN, 2048, 1536, 2047]
+    np.testing.assert_allclose(w.vectors, [[1.0, -1.0, 0.0, 0, 0, 0, 0, 0]])
+    img = tk.TimestepLayout.for_spaces({"image": (84, 84, 1)}, (), 6, encoding="vector")
+    assert (img.n_frames, img.n_patches, img.length) == (1, 0, 3)
+    frames = TimestepEncoder(img, frame_size=96).encode({"image": np.full((2, 84, 84, 1), 7, np.uint8)},
+                                                        np.array([1, 2])).frames
+    assert frames.shape == (2, 3, 96, 96) and (frames[:, :, :84, :84] == 7).all() and frames[:, :, 84:].sum() == 0
+
+
+def test_action_balance_weights():
+    w = action_balance_weights(np.array([6, 2, 0]), 1.0)  # equal total weight per action, mean 1 over the data
+    assert set(w) == {0, 1} and np.isclose(w[0] * 6, w[1] * 2) and np.isclose((w[0] * 6 + w[1] * 2) / 8, 1)
+    assert action_balance_weights(np.array([6, 2]), 0.0) == {0: 1.0, 1: 1.0}

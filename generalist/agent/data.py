@@ -37,17 +37,33 @@ def steps_per_window(layouts: dict[str, TimestepLayout], context: int, max_times
 class Sample:
     inputs: Inputs              # padded to the context (padding carries no loss)
     task: str
+    loss_weight: np.ndarray     # (context,) float32: weight of each slot's action token in the loss
 
 
-def encode_window(window: dict, encoder: TimestepEncoder, context: int) -> Sample:
-    """Encode one window and pad it to `context` slots (padding carries no loss)."""
+def encode_window(window: dict, encoder: TimestepEncoder, context: int,
+                  token_weights: dict[int, float] | None = None) -> Sample:
+    """Encode one window and pad it to `context` slots (padding carries no loss). `token_weights`
+    reweighs the loss of given action tokens (e.g. a discrete task's rare actions); others weigh 1."""
     w = encoder.encode(window["observations"], window["actions"])
     pad = context - len(w)
     padded = Inputs(np.concatenate([w.tokens, np.zeros(pad, np.int64)]),
                     np.concatenate([w.local, np.zeros(pad, np.int64)]),
                     np.concatenate([w.loss_mask, np.zeros(pad, bool)]),
                     w.patches, w.patch_pos, w.vectors, w.frames)
-    return Sample(padded, window["task"])
+    weight = np.ones(context, np.float32)
+    if token_weights:
+        for tok, wt in token_weights.items():
+            weight[(padded.tokens == tok) & padded.loss_mask] = wt
+    return Sample(padded, window["task"], weight)
+
+
+def action_balance_weights(counts: np.ndarray, alpha: float) -> dict[int, float]:
+    """Per-action loss weights proportional to frequency^-alpha, with mean weight 1 over the data:
+    alpha 0 is plain cloning, 1 weighs every action equally in total."""
+    freq = counts / counts.sum()
+    w = np.where(counts > 0, np.maximum(freq, 1e-12) ** -alpha, 0.0)
+    w = w / (freq * w).sum()
+    return {i: float(w[i]) for i in range(len(counts)) if counts[i] > 0}
 
 
 def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
@@ -61,6 +77,7 @@ def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
         "patch_pos": torch.from_numpy(np.concatenate([i.patch_pos for i in ins])),
         "vectors": torch.from_numpy(np.concatenate([i.vectors for i in ins])),
         "frames": torch.from_numpy(np.concatenate([i.frames for i in ins])),
+        "loss_weight": torch.from_numpy(np.stack([s.loss_weight for s in samples])),
     }
 
 
@@ -68,15 +85,17 @@ class WindowDataset(Dataset):
     """Map-style: item i is window i of the sampler's seed, so a global batch is the same whatever
     the number of ranks and DataLoader workers, and a resumed run continues the same stream."""
 
-    def __init__(self, sampler: WindowSampler, encoders: dict[str, TimestepEncoder], context: int):
+    def __init__(self, sampler: WindowSampler, encoders: dict[str, TimestepEncoder], context: int,
+                 token_weights: dict[str, dict[int, float]] | None = None):
         self.sampler, self.encoders, self.context = sampler, encoders, context
+        self.token_weights = token_weights or {}
 
     def __len__(self) -> int:
         return 2**62
 
     def __getitem__(self, index: int) -> Sample:
         w = self.sampler.sample_at(int(index))
-        return encode_window(w, self.encoders[w["task"]], self.context)
+        return encode_window(w, self.encoders[w["task"]], self.context, self.token_weights.get(w["task"]))
 
 
 class GlobalBatchIndices(Sampler):

@@ -40,7 +40,7 @@ class AgentPolicy:
     name = "agent"
 
     def __init__(self, model: GatoModel, meta: dict[str, Any], task: str, context: int | None = None,
-                 use_cache: bool = True, device: str | torch.device = "cpu"):
+                 use_cache: bool = True, device: str | torch.device = "cpu", temperature: float = 0.0):
         from generalist.agent.train import encoders_for
 
         if task not in meta["layouts"]:
@@ -51,6 +51,9 @@ class AgentPolicy:
         self.layout = self.encoder.layout
         self.context = context or model.cfg.max_seq_len
         self.use_cache = use_cache
+        # 0: greedy decoding; > 0: sample each action token from softmax(logits / temperature), as Gato does
+        self.temperature = float(temperature)
+        self.rng = torch.Generator().manual_seed(0)
         train_cfg = meta.get("train", {})
         # a run trained with hidden actions must act the same way: the model never sees action tokens
         self.hide_actions = bool(train_cfg.get("hide_actions", False))
@@ -82,6 +85,17 @@ class AgentPolicy:
         return self.encoder.encode({k: np.asarray(v)[None] for k, v in obs.items()}, np.asarray(action)[None])
 
     # ------------------------------------------------------------------ acting
+    def seed(self, seed: int) -> None:
+        """Seed the sampling of action tokens (episodes are reproducible whatever the worker split)."""
+        self.rng.manual_seed(int(seed))
+
+    def _pick(self, logits: torch.Tensor) -> int:
+        lo, hi = self.encoder.valid_range()
+        if self.temperature <= 0:
+            return lo + int(torch.argmax(logits[lo:hi]))
+        probs = torch.softmax(logits[lo:hi].float() / self.temperature, -1)
+        return lo + int(torch.multinomial(probs, 1, generator=self.rng))
+
     def reset(self) -> None:
         self.history: list[Inputs] = []
         self.cache = None
@@ -119,10 +133,9 @@ class AgentPolicy:
         else:
             logits, self.cache, _ = self._run(([self.pending] if self.pending else []) + [cur], self.cache)
         self.first_logits = logits  # of this step's first action token (parity tests read it)
-        lo, hi = enc.valid_range()
         out: list[int] = []
         for k in range(lay.n_action):
-            out.append(lo + int(torch.argmax(logits[lo:hi])))
+            out.append(self._pick(logits))
             if k + 1 < lay.n_action:
                 done = enc.action_inputs(out)
                 if self.use_cache:

@@ -23,7 +23,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from generalist.agent import checkpoint
-from generalist.agent.data import GlobalBatchIndices, WindowDataset, collate, layout_for, steps_per_window
+from generalist.agent.data import (
+    GlobalBatchIndices,
+    WindowDataset,
+    action_balance_weights,
+    collate,
+    layout_for,
+    steps_per_window,
+)
 from generalist.agent.encoder import OBS_NORMS, ObsNorm, TimestepEncoder, shown_tokens
 from generalist.agent.model import SIZES, GatoModel, ModelConfig
 from generalist.agent.tokenizer import CONTINUOUS_OFFSET, N_BINS, OBS_ENCODINGS
@@ -70,6 +77,9 @@ class TrainConfig:
     # neighbouring bins, sigma `hl_sigma` bins: a near miss costs less than a far one).
     action_loss: str = "ce"
     hl_sigma: float = 8.0
+    # Discrete tasks: weigh each action's loss by its frequency^-balance_actions (0: plain cloning).
+    # Pong's expert waits 87.5% of the time; a plain clone learns to always wait.
+    balance_actions: float = 0.0
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -105,13 +115,14 @@ def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], hide_act
     pred = logits.float()
     target = batch["tokens"][:, 1:][mask]
     correct = (pred.argmax(-1) == target).sum()
+    weight = batch["loss_weight"][:, 1:][mask] if "loss_weight" in batch else torch.ones_like(pred[:, 0])
     if loss == "ce":
-        return F.cross_entropy(pred, target, reduction="sum"), correct, int(mask.sum())
+        return (F.cross_entropy(pred, target, reduction="none") * weight).sum(), correct, int(mask.sum())
     logp = F.log_softmax(pred, -1)
     cont = target >= CONTINUOUS_OFFSET
     nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
     soft = -(soft_bin_targets(target[cont], hl_sigma) * logp[cont, CONTINUOUS_OFFSET:CONTINUOUS_OFFSET + N_BINS]).sum(1)
-    return nll[~cont].sum() + soft.sum(), correct, int(mask.sum())
+    return (nll[~cont] * weight[~cont]).sum() + (soft * weight[cont]).sum(), correct, int(mask.sum())
 
 
 def fit_obs_norms(tasks: dict[str, TaskData], kind: str, max_rows: int = 200_000) -> dict[str, ObsNorm]:
@@ -130,6 +141,24 @@ def fit_obs_norms(tasks: dict[str, TaskData], kind: str, max_rows: int = 200_000
             for ep in td.train_ids:
                 rows.append(f[f"episode_{ep}"]["observations"]["state"][: td.lengths[ep]: stride])
         out[name] = ObsNorm.fit(np.concatenate(rows).reshape(-1, rows[0].shape[-1]), kind)
+    return out
+
+
+def discrete_action_counts(tasks: dict[str, TaskData]) -> dict[str, np.ndarray]:
+    """How often each action occurs in a discrete task's training episodes."""
+    import h5py
+
+    from generalist.datasets.layout import MAIN_FILE, data_dir
+
+    out = {}
+    for name, td in tasks.items():
+        if not hasattr(td.action_space, "n"):
+            continue
+        counts = np.zeros(int(td.action_space.n), np.int64)
+        with h5py.File(data_dir(td.path) / MAIN_FILE, "r") as f:
+            for ep in td.train_ids:
+                counts += np.bincount(f[f"episode_{ep}"]["actions"][: td.lengths[ep]], minlength=len(counts))[: len(counts)]
+        out[name] = counts
     return out
 
 
@@ -240,8 +269,10 @@ def train(cfg: TrainConfig, resume: bool = False,
     # dynamic: the number of image patches per batch varies with the tasks sampled
     fwd = torch.compile(ddp_model, dynamic=True) if cfg.compile else ddp_model
 
+    token_weights = ({t: action_balance_weights(c, cfg.balance_actions) for t, c in discrete_action_counts(tasks).items()}
+                     if cfg.balance_actions else {})
     train_set = WindowDataset(WindowSampler(tasks, spw, cfg.task_weights, cfg.prompt_prob, "train", cfg.seed),
-                              encoders, cfg.context)
+                              encoders, cfg.context, token_weights)
     loader = DataLoader(train_set, batch_size=cfg.batch // world, collate_fn=collate, num_workers=cfg.workers,
                         sampler=GlobalBatchIndices(cfg.batch, start, cfg.steps, rank, world),
                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")

@@ -47,26 +47,30 @@ class EvalConfig:
     videos: bool = True
     video_frames: int = 250
     wandb: str = "off"
+    temperature: float = 0.0           # agent: 0 greedy, > 0 sample action tokens (seeded per episode)
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_agent(ckpt: str, task: str):
+def _cached_agent(ckpt: str, task: str, temperature: float = 0.0):
     from generalist.agent.policy import AgentPolicy
 
-    return AgentPolicy.from_checkpoint(Path(ckpt), task)
+    return AgentPolicy.from_checkpoint(Path(ckpt), task, temperature=temperature)
 
 
-def _agent(ckpt: str, env, seed: int):
-    """The agent for env's task; loaded once per process and task, reset by the episode loop."""
-    return _cached_agent(ckpt, env.task.name)
+def _agent(ckpt: str, env, seed: int, temperature: float = 0.0):
+    """The agent for env's task; loaded once per process and task, reset by the episode loop and
+    seeded by the episode's seed (sampling is then the same with any number of workers)."""
+    agent = _cached_agent(ckpt, env.task.name, temperature)
+    agent.seed(seed)
+    return agent
 
 
-def policy_factory(kind: str, ckpt: Path | None) -> PolicyFactory:
+def policy_factory(kind: str, ckpt: Path | None, temperature: float = 0.0) -> PolicyFactory:
     """A picklable factory for 'agent' (needs `ckpt`), 'expert' or 'random'."""
     if kind == "agent":
         if ckpt is None:
             raise EvalError("--policy agent needs a run directory or checkpoint")
-        return functools.partial(_agent, str(ckpt))
+        return functools.partial(_agent, str(ckpt), temperature=temperature)
     if kind not in ("expert", "random"):
         raise EvalError(f"unknown policy {kind!r}; use agent, expert or random")
     return expert_factory(kind)
@@ -198,7 +202,7 @@ def evaluate(cfg: EvalConfig, progress: Callable[[str, str, float | None], None]
     out = Path(cfg.out)
     if (out / "scores.json").exists():
         raise EvalError(f"{out / 'scores.json'} exists; choose another --out (results are never overwritten)")
-    kinds = {cfg.policy: policy_factory(cfg.policy, ckpt)}
+    kinds = {cfg.policy: policy_factory(cfg.policy, ckpt, cfg.temperature)}
     if cfg.refresh_reference:
         for k in ("expert", "random"):
             kinds.setdefault(k, expert_factory(k))
