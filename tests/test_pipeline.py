@@ -14,7 +14,9 @@ from generalist.pipeline import RunConfig, RunError, Suite
 @pytest.fixture
 def mini_suite(monkeypatch):
     suite = Suite(description="test-sized", episodes={"dmc-reacher-easy": 2, "metaworld-reach": 2},
-                  train=dict(config="tiny", steps=4, batch=2, context=128, warmup=1, eval_every=2, ckpt_every=2),
+                  action_noise={"metaworld-reach": 0.2},
+                  train=dict(config="tiny", steps=4, batch=2, context=24, warmup=1, eval_every=2, ckpt_every=2,
+                             obs_encoding="vector", max_timesteps=4, action_loss="hlgauss", hide_actions=True),
                   eval_episodes=1, video_frames=5)
     monkeypatch.setitem(pipeline.SUITES, "mini", suite)
     return suite
@@ -28,6 +30,9 @@ def test_run_end_to_end_then_resume(mini_suite, tmp_path):
     assert json.loads((out / "run.json").read_text())["report"]["html"] == str(out / "eval" / "report.html")
     for t in mini_suite.episodes:
         assert (out / "data" / t / "expert-v0" / "data" / "main_data.hdf5").exists()
+    noise = {t: json.loads((out / "data" / t / "expert-v0" / "data" / "metadata.json").read_text())["generalist"]
+             .get("action_noise", 0.0) for t in mini_suite.episodes}
+    assert noise == {"dmc-reacher-easy": 0.0, "metaworld-reach": 0.2}  # the suite's DART noise, per task
     assert (out / "run" / "checkpoints" / "step_00000004").exists()
 
     # a second run reuses everything: no new episodes, no training, the scores kept

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from generalist.agent import checkpoint
+from generalist.agent.data import steps_per_window
 from generalist.agent.encoder import Inputs, shown_tokens
 from generalist.agent.model import GatoModel, KVCache, ModelConfig
 
@@ -57,8 +58,12 @@ class AgentPolicy:
         train_cfg = meta.get("train", {})
         # a run trained with hidden actions must act the same way: the model never sees action tokens
         self.hide_actions = bool(train_cfg.get("hide_actions", False))
-        # a run whose windows held at most K timesteps acts on the last K (its memory), recomputed each step
-        self.max_timesteps = int(train_cfg.get("max_timesteps", 0) or 0)
+        # a run whose windows held at most K timesteps acts on the last K (its memory), recomputed each step:
+        # K is this task's training window length, so acting sees the histories training saw
+        self.max_timesteps = 0
+        if train_cfg.get("max_timesteps"):
+            self.max_timesteps = steps_per_window({task: self.layout}, model.cfg.max_seq_len,
+                                                  int(train_cfg["max_timesteps"]))[task]
         if self.layout.length > self.context:
             raise ValueError(f"context {self.context} cannot hold one timestep ({self.layout.length} slots)")
         self.prompt: list[Inputs] = []
