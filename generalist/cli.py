@@ -191,6 +191,12 @@ def train_config(args: argparse.Namespace):
             weights = {k: float(v) for k, v in (kv.split("=") for kv in args.task_weights)}
         except ValueError:
             raise CLIError("--task-weights takes TASK=WEIGHT pairs, e.g. atari-pong=2") from None
+    timesteps = None
+    if args.task_timesteps:
+        try:
+            timesteps = {k: int(v) for k, v in (kv.split("=") for kv in args.task_timesteps)}
+        except ValueError:
+            raise CLIError("--task-timesteps takes TASK=K pairs, e.g. dmc-cartpole-swingup=1") from None
     for name in ("steps", "batch", "context"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name} must be at least 1")
@@ -200,7 +206,7 @@ def train_config(args: argparse.Namespace):
                       seed=args.seed, compile=args.compile, wandb=args.wandb, task_weights=weights,
                       prompt_prob=args.prompt_prob, hide_actions=args.hide_actions,
                       obs_encoding=args.obs_encoding, obs_norm=args.obs_norm, max_timesteps=args.max_timesteps,
-                      action_loss=args.action_loss, hl_sigma=args.hl_sigma, balance_actions=args.balance_actions)
+                      action_loss=args.action_loss, hl_sigma=args.hl_sigma, balance_actions=args.balance_actions, task_timesteps=timesteps)
     return cfg
 
 
@@ -349,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vector encoding: scale states by per-task dataset statistics (zscore) or mu-law")
     t.add_argument("--max-timesteps", type=int, default=0,
                    help="timesteps per window and in the acting context (the agent's memory); 0: fill --context")
+    t.add_argument("--task-timesteps", nargs="*", metavar="TASK=K",
+                   help="per-task memory overriding --max-timesteps (e.g. state tasks 1, pixel tasks more)")
     t.add_argument("--action-loss", choices=["ce", "hlgauss"], default="ce",
                    help="continuous actions: ce (Gato: the right bin) or hlgauss (Gaussian over nearby bins)")
     t.add_argument("--hl-sigma", type=float, default=8.0, help="hlgauss: the Gaussian's width in bins (of 1024)")

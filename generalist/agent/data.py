@@ -20,16 +20,17 @@ def layout_for(td: TaskData, patch: int = 16, encoding: str = "tokens") -> Times
     return TimestepLayout.for_spaces(obs, tuple(space.shape or ()), discrete, patch, encoding)
 
 
-def steps_per_window(layouts: dict[str, TimestepLayout], context: int, max_timesteps: int | None = None
-                     ) -> dict[str, int]:
+def steps_per_window(layouts: dict[str, TimestepLayout], context: int, max_timesteps: int | None = None,
+                     task_timesteps: dict[str, int] | None = None) -> dict[str, int]:
     """Timesteps a training window of each task holds: as many as fill `context` slots, at most
-    `max_timesteps` (the run's memory; the acting policy keeps the same number)."""
+    `task_timesteps[task]` or else `max_timesteps` (the run's memory; the acting policy keeps the same)."""
     out = {}
     for name, lay in layouts.items():
         n = context // lay.length
         if n < 1:
             raise ValueError(f"context {context} is shorter than one timestep of {name} ({lay.length} slots)")
-        out[name] = min(n, max_timesteps) if max_timesteps else n
+        cap = (task_timesteps or {}).get(name, max_timesteps)
+        out[name] = min(n, cap) if cap else n
     return out
 
 

@@ -19,6 +19,9 @@ from generalist.agent import checkpoint
 from generalist.agent.data import steps_per_window
 from generalist.agent.encoder import Inputs, shown_tokens
 from generalist.agent.model import GatoModel, KVCache, ModelConfig
+from generalist.agent.tokenizer import N_BINS, bin_centres, bin_values
+
+_BIN_CENTRES = torch.tensor(bin_centres(np.arange(N_BINS)), dtype=torch.float64)
 
 
 class UnknownTaskForCheckpoint(KeyError):
@@ -61,9 +64,9 @@ class AgentPolicy:
         # a run whose windows held at most K timesteps acts on the last K (its memory), recomputed each step:
         # K is this task's training window length, so acting sees the histories training saw
         self.max_timesteps = 0
-        if train_cfg.get("max_timesteps"):
+        if train_cfg.get("max_timesteps") or (train_cfg.get("task_timesteps") or {}).get(task):
             self.max_timesteps = steps_per_window({task: self.layout}, model.cfg.max_seq_len,
-                                                  int(train_cfg["max_timesteps"]))[task]
+                                                  train_cfg.get("max_timesteps"), train_cfg.get("task_timesteps"))[task]
         if self.layout.length > self.context:
             raise ValueError(f"context {self.context} cannot hold one timestep ({self.layout.length} slots)")
         self.prompt: list[Inputs] = []
@@ -95,8 +98,15 @@ class AgentPolicy:
         self.rng.manual_seed(int(seed))
 
     def _pick(self, logits: torch.Tensor) -> int:
+        """One action token. Greedy decoding takes the most likely discrete action, but for a continuous
+        action the expectation over the bins (snapped to the nearest bin): on cartpole, where the expert
+        switches between -1 and +1, the mode of an uncertain distribution flips sign where the mean does
+        not (0.48 -> 0.82 normalized, DEVELOPERS.md)."""
         lo, hi = self.encoder.valid_range()
         if self.temperature <= 0:
+            if self.layout.discrete_actions is None:
+                p = torch.softmax(logits[lo:hi].double(), -1)
+                return lo + int(bin_values(float((p * _BIN_CENTRES).sum())))
             return lo + int(torch.argmax(logits[lo:hi]))
         probs = torch.softmax(logits[lo:hi].float() / self.temperature, -1)
         return lo + int(torch.multinomial(probs, 1, generator=self.rng))

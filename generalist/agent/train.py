@@ -73,6 +73,7 @@ class TrainConfig:
     obs_encoding: str = "tokens"
     obs_norm: str = "zscore"        # "vector" states: per-task z-score from the data, or mu-law
     max_timesteps: int = 0          # timesteps a window (and the acting context) holds; 0: as many as fit
+    task_timesteps: dict[str, int] | None = None  # per-task memory overriding max_timesteps
     # Continuous action tokens: "ce" (Gato: the right bin only) or "hlgauss" (a Gaussian over
     # neighbouring bins, sigma `hl_sigma` bins: a near miss costs less than a far one).
     action_loss: str = "ce"
@@ -225,7 +226,7 @@ def train(cfg: TrainConfig, resume: bool = False,
     tasks = open_tasks([Path(p) for p in cfg.data], cfg.val_fraction, cfg.seed)
     check_specs(tasks)
     layouts = {t: layout_for(td, encoding=cfg.obs_encoding) for t, td in tasks.items()}
-    spw = steps_per_window(layouts, cfg.context, cfg.max_timesteps)
+    spw = steps_per_window(layouts, cfg.context, cfg.max_timesteps, cfg.task_timesteps)
     model_cfg = ModelConfig(**{**SIZES[cfg.config].to_dict(), "max_seq_len": cfg.context})
     norms = fit_obs_norms(tasks, cfg.obs_norm) if cfg.obs_encoding == "vector" else {}
     meta = {"train": asdict(cfg), "model": model_cfg.to_dict(), "data": data_spec(tasks),
