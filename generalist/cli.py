@@ -181,22 +181,22 @@ def cmd_datasets_check(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- train
+def _task_values(pairs: list[str] | None, cast, flag: str, example: str) -> dict | None:
+    """TASK=VALUE pairs of a flag to a dict (None when the flag is absent)."""
+    if not pairs:
+        return None
+    try:
+        return {k: cast(v) for k, v in (kv.split("=") for kv in pairs)}
+    except ValueError:
+        raise CLIError(f"{flag} takes TASK=VALUE pairs, e.g. {example}") from None
+
+
 def train_config(args: argparse.Namespace):
     """The TrainConfig that `generalist train ARGS` runs (shared with the pipeline's torchrun line test)."""
     from generalist.agent.train import TrainConfig
 
-    weights = None
-    if args.task_weights:
-        try:
-            weights = {k: float(v) for k, v in (kv.split("=") for kv in args.task_weights)}
-        except ValueError:
-            raise CLIError("--task-weights takes TASK=WEIGHT pairs, e.g. atari-pong=2") from None
-    timesteps = None
-    if args.task_timesteps:
-        try:
-            timesteps = {k: int(v) for k, v in (kv.split("=") for kv in args.task_timesteps)}
-        except ValueError:
-            raise CLIError("--task-timesteps takes TASK=K pairs, e.g. dmc-cartpole-swingup=1") from None
+    weights = _task_values(args.task_weights, float, "--task-weights", "atari-pong=2")
+    timesteps = _task_values(args.task_timesteps, int, "--task-timesteps", "dmc-cartpole-swingup=1")
     for name in ("steps", "batch", "context"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name} must be at least 1")
