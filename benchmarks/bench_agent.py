@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from generalist import envs
-from generalist.agent.data import WindowDataset, collate, layout_for, steps_per_window
+from generalist.agent.data import collate, tokens_dataset
 from generalist.agent.model import SIZES, GatoModel, ModelConfig
 from generalist.agent.policy import AgentPolicy
 from generalist.agent.train import action_loss
-from generalist.datasets.sampler import WindowSampler, open_tasks
+from generalist.datasets.sampler import open_tasks
 
 
 def latency(config: str, context: int, task: str, n: int = 20) -> dict[str, float]:
@@ -59,9 +59,7 @@ def latency(config: str, context: int, task: str, n: int = 20) -> dict[str, floa
 
 
 def train_rate(config: str, context: int, data: Path, batch: int, steps: int = 4) -> float:
-    tasks = open_tasks([data])
-    lay = {t: layout_for(td) for t, td in tasks.items()}
-    ds = WindowDataset(WindowSampler(tasks, steps_per_window(tasks, context)), lay, context)
+    ds = tokens_dataset(open_tasks([data]), context)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model = GatoModel(ModelConfig(**{**SIZES[config].to_dict(), "max_seq_len": context})).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -83,9 +81,7 @@ def train_rate(config: str, context: int, data: Path, batch: int, steps: int = 4
 
 
 def sampler_rate(context: int, data: Path, n: int = 400) -> float:
-    tasks = open_tasks([data])
-    lay = {t: layout_for(td) for t, td in tasks.items()}
-    ds = WindowDataset(WindowSampler(tasks, steps_per_window(tasks, context)), lay, context)
+    ds = tokens_dataset(open_tasks([data]), context)
     t0 = time.perf_counter()
     for i in range(n):
         ds[i]
@@ -95,10 +91,9 @@ def sampler_rate(context: int, data: Path, n: int = 400) -> float:
 RSS_CHILD = """
 import resource, sys
 from pathlib import Path
-from generalist.agent.data import WindowDataset, layout_for, steps_per_window
-from generalist.datasets.sampler import WindowSampler, open_tasks
-tasks = open_tasks([Path(sys.argv[1])])
-ds = WindowDataset(WindowSampler(tasks, steps_per_window(tasks, 1024)), {t: layout_for(v) for t, v in tasks.items()}, 1024)
+from generalist.agent.data import tokens_dataset
+from generalist.datasets.sampler import open_tasks
+ds = tokens_dataset(open_tasks([Path(sys.argv[1])]), 1024)
 for i in range(int(sys.argv[2])):
     ds[i]
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

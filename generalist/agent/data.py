@@ -115,3 +115,10 @@ class GlobalBatchIndices(Sampler):
 
     def __len__(self) -> int:
         return (self.steps - self.start) * (self.b // self.world)
+
+
+def tokens_dataset(tasks: dict[str, TaskData], context: int, patch: int = 16) -> WindowDataset:
+    """Training windows of `tasks` in Gato's token encoding, filling `context` (benchmarks use this)."""
+    layouts = {t: layout_for(td, patch) for t, td in tasks.items()}
+    encoders = {t: TimestepEncoder(lay, patch=patch) for t, lay in layouts.items()}
+    return WindowDataset(WindowSampler(tasks, steps_per_window(layouts, context)), encoders, context)

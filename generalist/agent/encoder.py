@@ -14,6 +14,7 @@ fed for a recorded step is the same on either side (tests/test_parity.py checks 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -220,3 +221,11 @@ class TimestepEncoder:
         if n_act < t:
             keep[-1, obs.shape[1]:] = False
         return Inputs(grid[keep], local[keep].copy(), mask[keep], patches, patch_pos, vectors, frames)
+
+
+def encoders_for(meta: dict[str, Any], model_cfg) -> dict[str, TimestepEncoder]:
+    """Each task's encoder as a checkpoint's metadata defines it (training and acting both use this)."""
+    norms = meta.get("obs_norm", {})
+    return {t: TimestepEncoder(TimestepLayout(**lay), ObsNorm.from_dict(norms[t]) if t in norms else None,
+                               model_cfg.patch_size, model_cfg.state_dim, model_cfg.frame_size)
+            for t, lay in meta["layouts"].items()}

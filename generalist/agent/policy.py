@@ -17,7 +17,7 @@ import torch
 
 from generalist.agent import checkpoint
 from generalist.agent.data import steps_per_window
-from generalist.agent.encoder import Inputs, shown_tokens
+from generalist.agent.encoder import Inputs, encoders_for, shown_tokens
 from generalist.agent.model import GatoModel, KVCache, ModelConfig
 from generalist.agent.tokenizer import N_BINS, bin_centres, bin_values
 
@@ -45,8 +45,6 @@ class AgentPolicy:
 
     def __init__(self, model: GatoModel, meta: dict[str, Any], task: str, context: int | None = None,
                  use_cache: bool = True, device: str | torch.device = "cpu", temperature: float = 0.0):
-        from generalist.agent.train import encoders_for
-
         if task not in meta["layouts"]:
             raise UnknownTaskForCheckpoint(
                 f"the checkpoint was never trained on {task!r}; it knows: {', '.join(sorted(meta['layouts']))}")

@@ -31,7 +31,7 @@ from generalist.agent.data import (
     layout_for,
     steps_per_window,
 )
-from generalist.agent.encoder import OBS_NORMS, ObsNorm, TimestepEncoder, shown_tokens
+from generalist.agent.encoder import OBS_NORMS, ObsNorm, encoders_for, shown_tokens
 from generalist.agent.model import SIZES, GatoModel, ModelConfig
 from generalist.agent.tokenizer import CONTINUOUS_OFFSET, N_BINS, OBS_ENCODINGS
 from generalist.datasets.sampler import DatasetError, TaskData, WindowSampler, open_tasks
@@ -161,16 +161,6 @@ def discrete_action_counts(tasks: dict[str, TaskData]) -> dict[str, np.ndarray]:
                 counts += np.bincount(f[f"episode_{ep}"]["actions"][: td.lengths[ep]], minlength=len(counts))[: len(counts)]
         out[name] = counts
     return out
-
-
-def encoders_for(meta: dict[str, Any], model_cfg: ModelConfig) -> dict[str, TimestepEncoder]:
-    """Each task's encoder as a checkpoint's metadata defines it (training and acting both use this)."""
-    from generalist.agent.tokenizer import TimestepLayout
-
-    norms = meta.get("obs_norm", {})
-    return {t: TimestepEncoder(TimestepLayout(**lay), ObsNorm.from_dict(norms[t]) if t in norms else None,
-                               model_cfg.patch_size, model_cfg.state_dim, model_cfg.frame_size)
-            for t, lay in meta["layouts"].items()}
 
 
 def _dist_env() -> tuple[int, int, int]:
