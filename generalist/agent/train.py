@@ -34,7 +34,7 @@ from generalist.agent.data import (
 from generalist.agent.encoder import OBS_NORMS, ObsNorm, encoders_for, shown_tokens
 from generalist.agent.model import SIZES, GatoModel, ModelConfig
 from generalist.agent.tokenizer import CONTINUOUS_OFFSET, N_BINS, OBS_ENCODINGS
-from generalist.datasets.sampler import DatasetError, TaskData, WindowSampler, open_tasks
+from generalist.datasets.sampler import DatasetError, TaskData, WindowSampler, open_tasks, train_arrays
 
 ACTION_LOSSES = ("ce", "hlgauss")
 
@@ -110,7 +110,7 @@ def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], hide_act
     continuous action token's target is spread over neighbouring bins."""
     inputs = shown_tokens(batch["tokens"], batch["loss_mask"], hide_actions)
     mask = batch["loss_mask"][:, 1:]
-    where = torch.nn.functional.pad(mask, (0, 1))  # slot s predicts the token of slot s + 1
+    where = F.pad(mask, (0, 1))  # slot s predicts the token of slot s + 1
     logits, _ = model(inputs, batch["local_positions"], batch["patches"], batch["patch_pos"],
                       vectors=batch["vectors"], frames=batch["frames"], where=where)
     pred = logits.float()
@@ -128,39 +128,20 @@ def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], hide_act
 
 def fit_obs_norms(tasks: dict[str, TaskData], kind: str, max_rows: int = 200_000) -> dict[str, ObsNorm]:
     """Per-task state statistics from the training episodes (up to `max_rows` timesteps, evenly)."""
-    import h5py
-
-    from generalist.datasets.layout import MAIN_FILE, data_dir
-
     out = {}
     for name, td in tasks.items():
-        if "state" not in td.observation_space.spaces:
-            continue
-        with h5py.File(data_dir(td.path) / MAIN_FILE, "r") as f:
-            rows, total = [], int(td.lengths[td.train_ids].sum())
-            stride = max(1, total // max_rows)
-            for ep in td.train_ids:
-                rows.append(f[f"episode_{ep}"]["observations"]["state"][: td.lengths[ep]: stride])
-        out[name] = ObsNorm.fit(np.concatenate(rows).reshape(-1, rows[0].shape[-1]), kind)
+        if "state" in td.observation_space.spaces:
+            stride = max(1, int(td.lengths[td.train_ids].sum()) // max_rows)
+            rows = list(train_arrays(td, "state", stride))
+            out[name] = ObsNorm.fit(np.concatenate(rows).reshape(-1, rows[0].shape[-1]), kind)
     return out
 
 
 def discrete_action_counts(tasks: dict[str, TaskData]) -> dict[str, np.ndarray]:
     """How often each action occurs in a discrete task's training episodes."""
-    import h5py
-
-    from generalist.datasets.layout import MAIN_FILE, data_dir
-
-    out = {}
-    for name, td in tasks.items():
-        if not hasattr(td.action_space, "n"):
-            continue
-        counts = np.zeros(int(td.action_space.n), np.int64)
-        with h5py.File(data_dir(td.path) / MAIN_FILE, "r") as f:
-            for ep in td.train_ids:
-                counts += np.bincount(f[f"episode_{ep}"]["actions"][: td.lengths[ep]], minlength=len(counts))[: len(counts)]
-        out[name] = counts
-    return out
+    return {name: sum(np.bincount(a, minlength=int(td.action_space.n))[: int(td.action_space.n)]
+                      for a in train_arrays(td, "actions"))
+            for name, td in tasks.items() if hasattr(td.action_space, "n")}
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -212,6 +193,12 @@ def train(cfg: TrainConfig, resume: bool = False,
         raise ValueError(f"unknown --obs-norm {cfg.obs_norm!r}; choose from {', '.join(OBS_NORMS)}")
     if cfg.action_loss not in ACTION_LOSSES:
         raise ValueError(f"unknown --action-loss {cfg.action_loss!r}; choose from {', '.join(ACTION_LOSSES)}")
+    if not cfg.hl_sigma > 0:
+        raise ValueError(f"--hl-sigma must be > 0 (bins), got {cfg.hl_sigma}")
+    if not cfg.balance_actions >= 0:
+        raise ValueError(f"--balance-actions must be >= 0, got {cfg.balance_actions}")
+    if cfg.max_timesteps < 0 or any(k < 1 for k in (cfg.task_timesteps or {}).values()):
+        raise ValueError("--max-timesteps must be >= 0 and every --task-timesteps value >= 1")
 
     tasks = open_tasks([Path(p) for p in cfg.data], cfg.val_fraction, cfg.seed)
     check_specs(tasks)

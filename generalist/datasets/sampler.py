@@ -70,6 +70,15 @@ def open_tasks(roots: list[Path], val_fraction: float = 0.1, seed: int = 0) -> d
     return tasks
 
 
+def train_arrays(td: TaskData, key: str, stride: int = 1):
+    """Yield `key` ("actions" or an observation such as "state") of each training episode, every
+    `stride`-th step (statistics a trainer needs, e.g. normalization and action frequencies)."""
+    with h5py.File(data_dir(td.path) / MAIN_FILE, "r") as f:
+        for ep in td.train_ids:
+            g = f[f"episode_{ep}"]
+            yield (g[key] if key == "actions" else g["observations"][key])[: td.lengths[ep]: stride]
+
+
 class WindowSampler:
     """Draws (task, observations, actions) windows; task-balanced unless weights are given
     (a task missing from `weights` keeps weight 1)."""

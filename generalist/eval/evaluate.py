@@ -80,6 +80,8 @@ def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
     """The checkpoint (for the agent) and the task list, checked; raises EvalError."""
     if cfg.episodes < 1:
         raise EvalError("--episodes must be at least 1")
+    if not cfg.temperature >= 0:
+        raise EvalError(f"--temperature must be >= 0 (0 decodes greedily), got {cfg.temperature}")
     ckpt = None
     if cfg.policy == "agent":
         if not cfg.run:
