@@ -171,6 +171,9 @@ def cmd_datasets_check(args: argparse.Namespace) -> int:
     bad = 0
     for p in _datasets_at(args.path):
         rep = check(p)
+        if rep.writer is not None:
+            print(f"busy {p}: being written by process {rep.writer}; check it when that finishes")
+            continue
         print(f"{'ok ' if rep.ok else 'BAD'} {p}")
         for n in rep.notes:
             print(f"    note: {n}")

@@ -8,11 +8,10 @@ disjoint seeds and --out paths, so any scheduler can launch them unchanged.
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing as mp
-import signal
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import as_completed
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,14 @@ from typing import Any
 import gymnasium as gym
 
 from generalist import envs
-from generalist.datasets.layout import DEFAULT_NAME, METADATA_FILE, data_dir, dataset_dir
+from generalist.datasets.layout import DEFAULT_NAME, DatasetError, dataset_dir, has_episode_data
 from generalist.datasets.noise import check_action_noise
 from generalist.datasets.recorder import record_episode
-from generalist.datasets.writer import DatasetExistsError, DatasetWriter, write_episode_file
+from generalist.datasets.writer import DatasetExistsError, DatasetWriter, exists_message, write_episode_file
 from generalist.experts import make_policy
+from generalist.fs import ensure_dir
+from generalist.lock import WriterLock
+from generalist.procs import process_pool
 
 
 @dataclass
@@ -56,14 +58,6 @@ class EpisodeDone:
 _ENVS: dict[str, Any] = {}
 
 
-def _die_with_parent() -> None:
-    """Linux: deliver SIGKILL to this worker when the parent dies, so no orphan keeps writing."""
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def _env(task: str):
     """This process's env for `task`, built once (building a MuJoCo env costs ~0.1-1 s)."""
     env = _ENVS.get(task)
@@ -82,25 +76,28 @@ def run_job(task: str, seed: int, tmp: str, action_noise: float = 0.0) -> Episod
     return EpisodeDone(task, seed, ret, ep.steps, tmp, time.perf_counter() - t0)
 
 
-def _run_job_star(args: tuple[str, int, str, float]) -> EpisodeDone:
-    return run_job(*args)
-
-
 # ---------------------------------------------------------------- parent side
-def open_writers(cfg: CollectConfig) -> dict[str, DatasetWriter]:
-    """Validate every task and destination before anything is written; open one writer per task."""
+def check_config(cfg: CollectConfig) -> None:
+    """Refuse a bad task, count, seed or noise level before anything is created."""
     for t in cfg.tasks:
         envs.get_task(t)
     if cfg.episodes < 1:
-        raise ValueError("--episodes must be at least 1")
+        raise DatasetError("--episodes must be at least 1")
+    if cfg.workers < 1:
+        raise DatasetError("--workers must be at least 1")
+    if cfg.seed < 0:
+        raise DatasetError(f"--seed must be >= 0 (episode k uses seed SEED+k), got {cfg.seed}")
     check_action_noise(cfg.action_noise, None)
+
+
+def open_writers(cfg: CollectConfig) -> dict[str, DatasetWriter]:
+    """Validate every task and destination before anything is written; open one writer per task."""
+    check_config(cfg)
     if not cfg.resume:  # refuse before creating anything, for every task at once
         for t in cfg.tasks:
             d = dataset_dir(cfg.out, t, cfg.name)
-            if (data_dir(d) / METADATA_FILE).exists():
-                raise DatasetExistsError(
-                    f"a dataset already exists at {d}; pass --resume to complete it, "
-                    "or choose another --out (existing data is never overwritten)")
+            if has_episode_data(d):
+                raise DatasetExistsError(exists_message(d))
     for t in cfg.tasks:  # reused by inline collection (workers=1)
         check_action_noise(cfg.action_noise, _env(t).action_space, t)
     writers = {}
@@ -136,14 +133,27 @@ def _results(cfg: CollectConfig, jobs: list[tuple[str, str, int]]) -> Iterator[E
         for task, tmp, seed in jobs:
             yield run_job(task, seed, tmp, cfg.action_noise)
         return
-    ctx = mp.get_context("spawn")  # fresh interpreters: no inherited GL contexts or threads
-    with ctx.Pool(cfg.workers, initializer=_die_with_parent, maxtasksperchild=None) as pool:
-        yield from pool.imap_unordered(_run_job_star, [(t, s, tmp, cfg.action_noise) for t, tmp, s in jobs])
+    with process_pool(cfg.workers) as pool:
+        futures = [pool.submit(run_job, t, s, tmp, cfg.action_noise) for t, tmp, s in jobs]
+        for f in as_completed(futures):
+            yield f.result()
 
 
 def collect(cfg: CollectConfig, on_episode: Callable[[EpisodeDone, int], None] | None = None,
             on_start: Callable[[int], None] | None = None) -> dict[str, DatasetWriter]:
-    """Run the collection; `on_start(n_jobs)` once, then `on_episode(result, id)` after each commit."""
+    """Run the collection; `on_start(n_jobs)` once, then `on_episode(result, id)` after each commit.
+
+    Each task's dataset directory is locked for the whole run: a second writer is refused."""
+    check_config(cfg)
+    ensure_dir(Path(cfg.out))
+    with ExitStack() as locks:
+        for t in cfg.tasks:
+            locks.enter_context(WriterLock(dataset_dir(cfg.out, t, cfg.name), "collect"))
+        return _collect_locked(cfg, on_episode, on_start)
+
+
+def _collect_locked(cfg: CollectConfig, on_episode: Callable[[EpisodeDone, int], None] | None,
+                    on_start: Callable[[int], None] | None) -> dict[str, DatasetWriter]:
     writers = open_writers(cfg)
     jobs = [(t, str(writers[t].new_part_path()), s) for t, s in pending_jobs(cfg, writers)]
     if on_start is not None:

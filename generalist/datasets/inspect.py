@@ -9,7 +9,17 @@ from typing import Any
 import h5py
 import numpy as np
 
-from generalist.datasets.layout import MAIN_FILE, METADATA_FILE, data_dir, deserialize_space, read_metadata
+from generalist.datasets.layout import (
+    MAIN_FILE,
+    METADATA_FILE,
+    DatasetError,
+    data_dir,
+    deserialize_space,
+    episode_group,
+    open_main,
+    read_metadata,
+)
+from generalist.lock import holder
 
 REQUIRED = ("observations", "actions", "rewards", "terminations", "truncations")
 
@@ -22,12 +32,16 @@ def info(ds_dir: Path) -> dict[str, Any]:
     """Episodes, steps, return statistics and size of one dataset (reads attributes, not arrays)."""
     meta = read_metadata(ds_dir)
     returns, steps, seeds, success = [], [], [], []
-    with h5py.File(data_dir(ds_dir) / MAIN_FILE, "r") as f:
+    with open_main(ds_dir) as f:
         for i in range(len(f.keys())):
-            a = f[f"episode_{i}"].attrs
-            returns.append(float(a.get("return", np.nan)))
-            steps.append(int(a["total_steps"]))
-            seeds.append(int(a["seed"]))
+            a = episode_group(f, i, ds_dir).attrs
+            try:
+                returns.append(float(a.get("return", np.nan)))
+                steps.append(int(a["total_steps"]))
+                seeds.append(int(a["seed"]))
+            except (KeyError, ValueError, TypeError):
+                raise DatasetError(f"{data_dir(ds_dir) / MAIN_FILE}: episode_{i} lacks valid total_steps/seed "
+                                   "attributes; `generalist datasets check` lists what is broken") from None
             if "success" in a:
                 success.append(bool(a["success"]))
     r = np.array(returns) if returns else np.array([np.nan])
@@ -56,6 +70,7 @@ class CheckReport:
     path: Path
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    writer: int | None = None  # PID of the process writing the dataset now (then it is not checked)
 
     @property
     def ok(self) -> bool:
@@ -72,21 +87,80 @@ def _actions_in_space(acts: np.ndarray, space) -> bool:
     return bool(((acts >= space.low) & (acts <= space.high)).all()) and acts.shape[1:] == space.shape
 
 
+def _check_episode(g: h5py.Group, i: int, obs_space, act_space, seeds: dict[int, int],
+                   problems: list[str]) -> int:
+    """Append what is wrong with episode `i` to `problems`; returns its step count."""
+    where = f"episode_{i}"
+    missing = [k for k in REQUIRED if k not in g]
+    if missing:
+        problems.append(f"{where}: missing {', '.join(missing)}")
+        return 0
+    n = len(g["rewards"])
+    if int(g.attrs.get("total_steps", -1)) != n:
+        problems.append(f"{where}: attr total_steps={g.attrs.get('total_steps')} but {n} rewards")
+    if int(g.attrs.get("id", -1)) != i:
+        problems.append(f"{where}: attr id={g.attrs.get('id')}, expected {i}")
+    seed = g.attrs.get("seed")
+    if seed is None:
+        problems.append(f"{where}: no seed attribute")
+    elif int(seed) in seeds:
+        problems.append(f"{where}: seed {int(seed)} duplicates episode_{seeds[int(seed)]}")
+    else:
+        seeds[int(seed)] = i
+    for k in ("actions", "terminations", "truncations"):
+        if len(g[k]) != n:
+            problems.append(f"{where}: {k} has {len(g[k])} entries, expected {n}")
+    for k, sub in obs_space.spaces.items():
+        if k not in g["observations"]:
+            problems.append(f"{where}: observations/{k} missing")
+            continue
+        ds = g["observations"][k]
+        if len(ds) != n + 1:
+            problems.append(f"{where}: observations/{k} has {len(ds)} entries, expected N+1={n + 1}")
+        if not _shape_ok(ds, sub):
+            problems.append(f"{where}: observations/{k} is {ds.dtype}{ds.shape[1:]}, "
+                            f"space says {sub.dtype}{sub.shape}")
+        if ds.dtype.kind == "f" and not np.isfinite(ds[()]).all():
+            problems.append(f"{where}: observations/{k} holds NaN or inf")
+    acts = g["actions"][()]
+    if acts.dtype.kind == "f" and not np.isfinite(acts).all():
+        problems.append(f"{where}: actions hold NaN or inf")
+    elif n and not _actions_in_space(acts, act_space):
+        problems.append(f"{where}: actions outside the action space")
+    if not np.isfinite(g["rewards"][()]).all():
+        problems.append(f"{where}: rewards hold NaN or inf")
+    if n and not (bool(g["terminations"][-1]) or bool(g["truncations"][-1])):
+        problems.append(f"{where}: last step is neither terminal nor truncated")
+    return n
+
+
 def check(ds_dir: Path) -> CheckReport:
-    """Layout, counts, N+1 observations, dtypes and shapes per the stored spaces, no NaN."""
+    """Layout, counts, N+1 observations, dtypes and shapes per the stored spaces, no NaN (a dataset
+    being written is not judged: `writer` names the process)."""
     rep = CheckReport(Path(ds_dir))
-    data = data_dir(ds_dir)
-    if not (data / METADATA_FILE).exists() or not (data / MAIN_FILE).exists():
-        rep.problems.append(f"missing {data / METADATA_FILE} or {data / MAIN_FILE}")
+    rep.writer = holder(ds_dir)
+    if rep.writer is not None:  # mid-write: counts and the index change under us; nothing to judge yet
         return rep
-    meta = read_metadata(ds_dir)
+    data = data_dir(ds_dir)
+    try:
+        meta = read_metadata(ds_dir)
+    except DatasetError as e:
+        rep.problems.append(str(e))
+        return rep
+    if not (data / MAIN_FILE).exists():
+        rep.problems.append(f"missing {data / MAIN_FILE}")
+        return rep
     for key in ("dataset_id", "total_episodes", "total_steps", "observation_space", "action_space"):
         if key not in meta:
             rep.problems.append(f"metadata.json lacks {key!r}")
     if rep.problems:
         return rep
-    obs_space = deserialize_space(meta["observation_space"])
-    act_space = deserialize_space(meta["action_space"])
+    try:
+        obs_space = deserialize_space(meta["observation_space"])
+        act_space = deserialize_space(meta["action_space"])
+    except (KeyError, ValueError, TypeError) as e:
+        rep.problems.append(f"{data / METADATA_FILE}: the stored spaces cannot be read ({e!r})")
+        return rep
     try:
         f = h5py.File(data / MAIN_FILE, "r")
     except OSError as e:
@@ -99,50 +173,15 @@ def check(ds_dir: Path) -> CheckReport:
             name = f"episode_{i}"
             try:
                 g = f[name]
-            except KeyError:
-                rep.problems.append(f"{name}: missing (episode ids must be 0..{len(names) - 1})")
+            except KeyError as e:
+                what = "missing" if name not in f else f"its linked file does not open ({str(e).splitlines()[0]})"
+                rep.problems.append(f"{name}: {what} (episode ids must be 0..{len(names) - 1})")
                 continue
-            where = f"{name}"
-            missing = [k for k in REQUIRED if k not in g]
-            if missing:
-                rep.problems.append(f"{where}: missing {', '.join(missing)}")
+            try:
+                n = _check_episode(g, i, obs_space, act_space, seeds, rep.problems)
+            except (OSError, KeyError) as e:  # a truncated chunk or broken link inside the episode
+                rep.problems.append(f"{name}: cannot be read ({str(e).splitlines()[0]})")
                 continue
-            n = len(g["rewards"])
-            if int(g.attrs.get("total_steps", -1)) != n:
-                rep.problems.append(f"{where}: attr total_steps={g.attrs.get('total_steps')} but {n} rewards")
-            if int(g.attrs.get("id", -1)) != i:
-                rep.problems.append(f"{where}: attr id={g.attrs.get('id')}, expected {i}")
-            seed = g.attrs.get("seed")
-            if seed is None:
-                rep.problems.append(f"{where}: no seed attribute")
-            elif int(seed) in seeds:
-                rep.problems.append(f"{where}: seed {int(seed)} duplicates episode_{seeds[int(seed)]}")
-            else:
-                seeds[int(seed)] = i
-            for k in ("actions", "terminations", "truncations"):
-                if len(g[k]) != n:
-                    rep.problems.append(f"{where}: {k} has {len(g[k])} entries, expected {n}")
-            for k, sub in obs_space.spaces.items():
-                if k not in g["observations"]:
-                    rep.problems.append(f"{where}: observations/{k} missing")
-                    continue
-                ds = g["observations"][k]
-                if len(ds) != n + 1:
-                    rep.problems.append(f"{where}: observations/{k} has {len(ds)} entries, expected N+1={n + 1}")
-                if not _shape_ok(ds, sub):
-                    rep.problems.append(f"{where}: observations/{k} is {ds.dtype}{ds.shape[1:]}, "
-                                        f"space says {sub.dtype}{sub.shape}")
-                if ds.dtype.kind == "f" and not np.isfinite(ds[()]).all():
-                    rep.problems.append(f"{where}: observations/{k} holds NaN or inf")
-            acts = g["actions"][()]
-            if acts.dtype.kind == "f" and not np.isfinite(acts).all():
-                rep.problems.append(f"{where}: actions hold NaN or inf")
-            elif n and not _actions_in_space(acts, act_space):
-                rep.problems.append(f"{where}: actions outside the action space")
-            if not np.isfinite(g["rewards"][()]).all():
-                rep.problems.append(f"{where}: rewards hold NaN or inf")
-            if n and not (bool(g["terminations"][-1]) or bool(g["truncations"][-1])):
-                rep.problems.append(f"{where}: last step is neither terminal nor truncated")
             total_steps += n
     if meta["total_episodes"] != len(names):
         if meta["total_episodes"] < len(names):

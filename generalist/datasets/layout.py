@@ -15,13 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import h5py
 import numpy as np
+
+from generalist.errors import GeneralistError
 
 MAIN_FILE = "main_data.hdf5"
 METADATA_FILE = "metadata.json"
 PARTS_DIR = "parts"          # crash-safe episode files of a run in progress (see writer.py)
 MINARI_VERSION = "0.5.4"     # the Minari release whose layout this matches
 DEFAULT_NAME = "expert-v0"
+
+
+class DatasetError(GeneralistError, ValueError):
+    """A data path or dataset that cannot be read or trained on; the message says why."""
 
 
 def dataset_dir(root: Path, task: str, name: str = DEFAULT_NAME) -> Path:
@@ -64,8 +71,52 @@ def deserialize_space(d: dict[str, Any] | str) -> gym.Space:
 
 
 def read_metadata(ds_dir: Path) -> dict[str, Any]:
-    with open(data_dir(ds_dir) / METADATA_FILE) as f:
-        return json.load(f)
+    """metadata.json as a dict, or DatasetError naming the file when it is missing or not JSON."""
+    path = data_dir(ds_dir) / METADATA_FILE
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{path} is missing: the dataset is damaged (its episodes are in "
+                           f"{data_dir(ds_dir)}); restore the file or move the dataset away") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path} is not valid JSON ({e}); restore it or move the dataset away") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path} holds a JSON {type(meta).__name__}, not an object; restore it "
+                           "or move the dataset away")
+    return meta
+
+
+def has_episode_data(ds_dir: Path) -> bool:
+    """Whether a dataset (whole or damaged) is at `ds_dir`: metadata.json, main_data.hdf5 or parts/."""
+    d = data_dir(ds_dir)
+    return any((d / n).exists() or (d / n).is_symlink() for n in (METADATA_FILE, MAIN_FILE, PARTS_DIR))
+
+
+def open_main(ds_dir: Path) -> h5py.File:
+    """main_data.hdf5 opened for reading, or DatasetError naming the file when it is missing or damaged."""
+    path = data_dir(ds_dir) / MAIN_FILE
+    if not path.exists():
+        raise DatasetError(f"{path} is missing: the dataset is damaged; move it away and collect again")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise DatasetError(f"{path} cannot be read ({_first_line(e)}): truncated or damaged; "
+                           "move it away and collect again") from None
+
+
+def episode_group(f: h5py.File, i: int, ds_dir: Path) -> h5py.Group:
+    """Group episode_<i> of an open main file, or DatasetError when it (or the file it links to) is broken."""
+    try:
+        return f[f"episode_{i}"]
+    except (KeyError, OSError) as e:
+        raise DatasetError(f"{data_dir(ds_dir) / MAIN_FILE}: episode_{i} cannot be read ({_first_line(e)}); "
+                           "`generalist datasets check` lists what is broken") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -79,12 +130,16 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def find_datasets(path: Path) -> list[Path]:
-    """Dataset directories at or under `path` (a dataset dir, its data dir, its main file, or a root)."""
+    """Dataset directories at or under `path` (a dataset dir, its data dir, its main file, or a root).
+
+    A dataset is any `data/` holding metadata.json, main_data.hdf5 or parts/: one that lost its
+    metadata is found too, so that readers report it instead of skipping it."""
     path = Path(path)
     if path.is_file() and path.name in (MAIN_FILE, METADATA_FILE):
         path = path.parent
-    if path.name == "data" and (path / METADATA_FILE).exists():
+    if path.name == "data" and has_episode_data(path.parent):
         return [path.parent]
-    if (path / "data" / METADATA_FILE).exists():
+    if has_episode_data(path):
         return [path]
-    return sorted(p.parent.parent for p in path.glob("**/data/" + METADATA_FILE))
+    found = {p.parent.parent for n in (METADATA_FILE, MAIN_FILE, PARTS_DIR) for p in path.glob(f"**/data/{n}")}
+    return sorted(found)

@@ -16,11 +16,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from generalist.datasets.layout import MAIN_FILE, data_dir, deserialize_space, find_datasets, read_metadata
+from generalist.datasets.layout import (
+    DatasetError,
+    deserialize_space,
+    episode_group,
+    find_datasets,
+    open_main,
+    read_metadata,
+)
 
-
-class DatasetError(ValueError):
-    """A data path or dataset that cannot be trained on; the message says why."""
+__all__ = ["DatasetError", "TaskData", "WindowSampler", "open_tasks", "train_arrays"]
 
 
 @dataclass
@@ -53,8 +58,8 @@ def open_tasks(roots: list[Path], val_fraction: float = 0.1, seed: int = 0) -> d
         task = meta.get("generalist", {}).get("task") or meta["dataset_id"].split("/")[0]
         if task in tasks:
             raise DatasetError(f"two datasets for task {task!r}: {tasks[task].path} and {p}; pass one")
-        with h5py.File(data_dir(p) / MAIN_FILE, "r") as f:
-            lengths = np.array([int(f[f"episode_{i}"].attrs["total_steps"]) for i in range(len(f))])
+        with open_main(p) as f:
+            lengths = np.array([_total_steps(episode_group(f, i, p), p, i) for i in range(len(f))], dtype=np.int64)
         if len(lengths) == 0 or lengths.sum() == 0:
             raise DatasetError(f"dataset {p} holds no episodes")
         rng = np.random.default_rng(seed)
@@ -73,10 +78,40 @@ def open_tasks(roots: list[Path], val_fraction: float = 0.1, seed: int = 0) -> d
 def train_arrays(td: TaskData, key: str, stride: int = 1):
     """Yield `key` ("actions" or an observation such as "state") of each training episode, every
     `stride`-th step (statistics a trainer needs, e.g. normalization and action frequencies)."""
-    with h5py.File(data_dir(td.path) / MAIN_FILE, "r") as f:
+    with open_main(td.path) as f:
         for ep in td.train_ids:
-            g = f[f"episode_{ep}"]
-            yield (g[key] if key == "actions" else g["observations"][key])[: td.lengths[ep]: stride]
+            g = episode_group(f, int(ep), td.path)
+            field = key if key == "actions" else f"observations/{key}"
+            yield checked(td, int(ep), field, _field(g, field, td, int(ep))[: td.lengths[ep]: stride])
+
+
+def _total_steps(g: h5py.Group, path: Path, i: int) -> int:
+    try:
+        n = int(g.attrs["total_steps"])
+    except (KeyError, ValueError, TypeError):
+        raise DatasetError(f"dataset {path}: episode_{i} has no valid total_steps attribute") from None
+    if n < 0:
+        raise DatasetError(f"dataset {path}: episode_{i} has total_steps={n}")
+    return n
+
+
+def _field(g: h5py.Group, field: str, td: TaskData, ep: int) -> h5py.Dataset:
+    try:
+        return g[field]
+    except (KeyError, OSError):
+        raise DatasetError(f"task {td.task}, episode {ep}: {field} is missing ({td.path})") from None
+
+
+def checked(td: TaskData, ep: int, field: str, a: np.ndarray, length: int | None = None) -> np.ndarray:
+    """`a` unchanged, or DatasetError naming task, episode and field when it holds NaN/inf or has
+    fewer than `length` rows (what a window asked for against the episode's total_steps)."""
+    if length is not None and len(a) != length:
+        raise DatasetError(f"task {td.task}, episode {ep}: {field} has {len(a)} rows where total_steps="
+                           f"{td.lengths[ep]} needs {length} ({td.path}); the dataset is damaged")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise DatasetError(f"task {td.task}, episode {ep}: {field} holds NaN or inf ({td.path}); "
+                           "the dataset is damaged")
+    return a
 
 
 class WindowSampler:
@@ -105,7 +140,7 @@ class WindowSampler:
     def _file(self, task: str) -> h5py.File:
         f = self._files.get(task)
         if f is None:  # opened lazily: h5py handles cannot cross process boundaries
-            f = self._files[task] = h5py.File(data_dir(self.tasks[task].path) / MAIN_FILE, "r")
+            f = self._files[task] = open_main(self.tasks[task].path)
         return f
 
     def _ids(self, task: str) -> np.ndarray:
@@ -116,16 +151,22 @@ class WindowSampler:
         return ids
 
     def _read(self, task: str, ep: int, start: int, stop: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        if "image" not in self.tasks[task].observation_space.spaces:
+        """Observations and actions of steps start..stop-1, checked (lengths, NaN/inf) as they are read."""
+        td = self.tasks[task]
+        keys = list(td.observation_space.spaces)
+        if "image" not in keys:  # whole episode, checked once against total_steps (N+1 observations)
             whole = self._episodes.get((task, ep))
             if whole is None:
-                g = self._file(task)[f"episode_{ep}"]
-                whole = self._episodes[(task, ep)] = ({k: g["observations"][k][()] for k in g["observations"]},
-                                                      g["actions"][()])
+                g = episode_group(self._file(task), ep, td.path)
+                n = int(td.lengths[ep])
+                obs = {k: checked(td, ep, f"observations/{k}", _field(g, f"observations/{k}", td, ep)[()], n + 1)
+                       for k in keys}
+                whole = self._episodes[(task, ep)] = (obs, checked(td, ep, "actions", _field(g, "actions", td, ep)[()], n))
             return {k: v[start:stop] for k, v in whole[0].items()}, whole[1][start:stop]
-        g = self._file(task)[f"episode_{ep}"]  # images: read only the window's frames
-        obs = {k: g["observations"][k][start:stop] for k in g["observations"]}
-        return obs, g["actions"][start:stop]
+        g = episode_group(self._file(task), ep, td.path)  # images: read only the window's frames
+        obs = {k: checked(td, ep, f"observations/{k}", _field(g, f"observations/{k}", td, ep)[start:stop], stop - start)
+               for k in keys}
+        return obs, checked(td, ep, "actions", _field(g, "actions", td, ep)[start:stop], stop - start)
 
     def sample(self) -> dict:
         """A window from the sampler's own random stream."""

@@ -36,22 +36,32 @@ from generalist.datasets.layout import (
     METADATA_FILE,
     MINARI_VERSION,
     PARTS_DIR,
+    DatasetError,
     data_dir,
+    has_episode_data,
     read_metadata,
     serialize_space,
     write_json_atomic,
 )
+from generalist.errors import GeneralistError
+from generalist.fs import require_free_space
 
 IMAGE_CHUNK_FRAMES = 16   # frames per chunk: windows of consecutive steps read few chunks
 IMAGE_CODEC = ("gzip", 1)  # measured on real frames: see README "Storage"; readable by any HDF5 tool
 
 
-class DatasetExistsError(Exception):
+class DatasetExistsError(GeneralistError):
     """A dataset is already at the destination and resuming was not asked for."""
 
 
-class DatasetMismatchError(Exception):
+class DatasetMismatchError(GeneralistError):
     """--resume against a dataset made for another task, seed or spaces."""
+
+
+def exists_message(ds_dir: Path) -> str:
+    """Why collection without --resume refuses `ds_dir` (a dataset, or the remains of one, is there)."""
+    return (f"a dataset already exists at {ds_dir}; pass --resume to complete it, "
+            "or choose another --out (existing data is never overwritten)")
 
 
 @dataclass
@@ -82,7 +92,13 @@ def _create(group: h5py.Group, name: str, data: np.ndarray) -> None:
 
 
 def write_episode_file(path: Path, ep: Episode) -> None:
-    """Write one episode as group `/episode` of a new HDF5 file (fsynced before returning)."""
+    """Write one episode as group `/episode` of a new HDF5 file (fsynced before returning).
+
+    Free space is checked first against the uncompressed size: HDF5 crashes the process (SIGSEGV)
+    when the disk fills mid-write."""
+    arrays = [*ep.observations.values(), ep.actions, ep.rewards, ep.terminations, ep.truncations,
+              *ep.infos.values()]
+    require_free_space(path.parent, sum(a.nbytes for a in arrays), "an episode")
     with h5py.File(path, "w") as f:
         g = f.create_group("episode")
         obs = g.create_group("observations")
@@ -134,14 +150,16 @@ class DatasetWriter:
             meta["generalist"]["action_noise"] = float(action_noise)
         if env_spec_json is not None:
             meta["env_spec"] = env_spec_json
-        exists = (self.data / METADATA_FILE).exists()
+        exists = has_episode_data(self.ds_dir)  # whole, or damaged (e.g. metadata.json lost)
         if exists and not resume:
-            raise DatasetExistsError(
-                f"a dataset already exists at {self.ds_dir}; pass --resume to complete it, "
-                "or choose another --out (existing data is never overwritten)"
-            )
+            raise DatasetExistsError(exists_message(self.ds_dir))
         if exists:
-            self._open_existing(meta)
+            try:
+                self._open_existing(meta)
+            except (OSError, KeyError) as e:  # a truncated file or an index linking nowhere
+                raise DatasetError(f"cannot resume {self.ds_dir}: its episodes do not read back "
+                                   f"({str(e).splitlines()[0]}); `generalist datasets check {self.ds_dir}` "
+                                   "says what is broken") from None
         else:
             self.parts.mkdir(parents=True, exist_ok=True)
             self._meta = meta
@@ -244,6 +262,8 @@ class DatasetWriter:
         """Copy every episode into one self-contained main_data.hdf5 and drop the parts."""
         if self._consolidated:
             return
+        require_free_space(self.data, sum((self.data / rel).stat().st_size for rel, _ in self.entries),
+                           "packing the dataset into one file")
         tmp = self.data / (MAIN_FILE + ".tmp")
         with h5py.File(tmp, "w", track_order=True) as dst:
             for i, (rel, obj) in enumerate(self.entries):
