@@ -10,10 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from generalist.envs import UnknownTaskError, get_task, task_names
+from generalist.envs import get_task, task_names
+from generalist.errors import GeneralistError, os_error_sentence
 
 
-class CLIError(Exception):
+class CLIError(GeneralistError):
     """A user error: printed as one line, exit status 2."""
 
 
@@ -47,6 +48,8 @@ def cmd_experts_score(args: argparse.Namespace) -> int:
 
     from generalist.experts import reference
 
+    if args.episodes < 1 or args.seed < 0 or args.workers < 1:
+        raise CLIError("--episodes and --workers must be at least 1, --seed >= 0")
     for task in _check_tasks(args.tasks):
         for kind in args.policy:
             bar = tqdm(total=args.episodes, desc=f"{task} {kind}", unit="ep")
@@ -72,24 +75,20 @@ def cmd_experts_score(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from generalist.datasets.collect import CollectConfig, collect
-    from generalist.datasets.writer import DatasetExistsError, DatasetMismatchError
+    from generalist.datasets.collect import CollectConfig, check_config, collect
 
-    if args.episodes < 1:
-        raise CLIError("--episodes must be at least 1")
-    if args.workers < 1:
-        raise CLIError("--workers must be at least 1")
     cfg = CollectConfig(tasks=_check_tasks(args.tasks), episodes=args.episodes, out=Path(args.out),
                         workers=args.workers, seed=args.seed, resume=args.resume,
                         action_noise=args.action_noise)
+    check_config(cfg)
     run = None
-    bar = tqdm(total=0, unit="ep", desc="collect", dynamic_ncols=True)
+    bar = tqdm(total=0, unit="ep", desc="collect", dynamic_ncols=True, disable=True)  # shown once started
     stats = {"steps": 0, "episodes": 0, "t0": time.perf_counter(), "returns": {}}
 
     def on_start(n_jobs):
-        nonlocal run
+        nonlocal run, bar
         run = _wandb_init(args.wandb, "collect", vars(args))
-        bar.reset(total=n_jobs)
+        bar = tqdm(total=n_jobs, unit="ep", desc="collect", dynamic_ncols=True)
         stats["t0"] = time.perf_counter()
 
     def on_episode(res, ep_id):
@@ -107,10 +106,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     try:
         writers = collect(cfg, on_episode, on_start)
-    except (DatasetExistsError, DatasetMismatchError, ValueError) as e:
+    finally:
         bar.close()
-        raise CLIError(str(e)) from None
-    bar.close()
     elapsed = time.perf_counter() - stats["t0"]
     print(f"\ncollected {stats['episodes']} episodes, {stats['steps']} steps in {elapsed:.1f}s "
           f"({stats['steps'] / max(elapsed, 1e-9):.0f} steps/s) into {cfg.out}")
@@ -200,12 +197,15 @@ def train_config(args: argparse.Namespace):
 
     weights = _task_values(args.task_weights, float, "--task-weights", "atari-pong=2")
     timesteps = _task_values(args.task_timesteps, int, "--task-timesteps", "dmc-cartpole-swingup=1")
-    for name in ("steps", "batch", "context"):
+    for name in ("steps", "batch", "context", "eval_every", "ckpt_every"):
         if getattr(args, name) < 1:
-            raise CLIError(f"--{name} must be at least 1")
+            raise CLIError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.seed < 0 or args.keep_last < 0:
+        raise CLIError("--seed and --keep-last must be >= 0")
     cfg = TrainConfig(data=args.data, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
                       context=args.context, lr=args.lr, warmup=min(args.warmup, max(1, args.steps // 10)),
-                      eval_every=args.eval_every, ckpt_every=args.ckpt_every, workers=args.workers,
+                      eval_every=args.eval_every, ckpt_every=args.ckpt_every, keep_last=args.keep_last,
+                      workers=args.workers,
                       seed=args.seed, compile=args.compile, wandb=args.wandb, task_weights=weights,
                       prompt_prob=args.prompt_prob, hide_actions=args.hide_actions,
                       obs_encoding=args.obs_encoding, obs_norm=args.obs_norm, max_timesteps=args.max_timesteps,
@@ -215,13 +215,8 @@ def train_config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from generalist.agent.train import train
-    from generalist.datasets.sampler import DatasetError
 
-    cfg = train_config(args)
-    try:
-        final = train(cfg, resume=args.resume)
-    except (DatasetError, FileExistsError, FileNotFoundError, ValueError) as e:
-        raise CLIError(str(e)) from None
+    final = train(train_config(args), resume=args.resume)
     if int(os.environ.get("RANK", 0)) == 0:
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in final.items()}
         print(f"done: {shown}\ncheckpoints in {args.out}/checkpoints")
@@ -242,19 +237,18 @@ def print_scores(scores: dict) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from generalist.eval.evaluate import EvalConfig, EvalError, evaluate, progress_bar, resolve
+    from generalist.eval.evaluate import EvalConfig, evaluate, progress_bar, resolve
 
     cfg = EvalConfig(out=args.out, run=args.run, tasks=args.tasks, episodes=args.episodes, workers=args.workers,
                      seed=args.seed, policy=args.policy, refresh_reference=args.refresh_reference,
                      videos=not args.no_videos, video_frames=args.video_frames, wandb=args.wandb,
                      temperature=args.temperature)
+    _, tasks = resolve(cfg)
+    bar, tick = progress_bar(cfg, len(tasks))
     try:
-        _, tasks = resolve(cfg)
-        bar, tick = progress_bar(cfg, len(tasks))
         scores = evaluate(cfg, tick)
+    finally:
         bar.close()
-    except EvalError as e:
-        raise CLIError(str(e)) from None
     print_scores(scores)
     out = Path(args.out)
     print(f"wrote {out / 'scores.json'}, {out / 'report.md'} and {out / 'report.html'}")
@@ -273,16 +267,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from generalist.datasets.sampler import DatasetError
-    from generalist.datasets.writer import DatasetMismatchError
-    from generalist.pipeline import RunConfig, RunError, run
+    from generalist.pipeline import RunConfig, run
 
     cfg = RunConfig(out=args.out, suite=args.suite, data=args.data, workers=args.workers, wandb=args.wandb,
                     compile=args.compile, until=args.until)
-    try:
-        summary = run(cfg)
-    except (RunError, DatasetError, DatasetMismatchError, FileExistsError, ValueError) as e:
-        raise CLIError(str(e)) from None
+    summary = run(cfg)
     if "report" not in summary:  # stopped early (--until)
         return 0
     scores = json.loads((Path(args.out) / "eval" / "scores.json").read_text())
@@ -343,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup", type=int, default=100, help="warm-up steps before cosine decay")
     t.add_argument("--eval-every", type=int, default=200, help="validation loss every N steps")
     t.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps (and at the end)")
+    t.add_argument("--keep-last", type=int, default=3, metavar="K",
+                   help="keep only the newest K checkpoints (default 3; 0 keeps all)")
     t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per rank")
     t.add_argument("--prompt-prob", type=float, default=0.25,
                    help="share of windows that start with a prompt from another episode (Gato: 0.25)")
@@ -419,13 +410,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fail(message: str) -> int:
+    print(f"generalist: error: {message}".replace("\n", " "), file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A GeneralistError, or an OS error the user can fix (full disk, read-only
+    mount, a file where a directory should be), is one line on stderr and exit status 2; anything
+    else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UnknownTaskError, CLIError) as e:
-        print(f"generalist: error: {e}", file=sys.stderr)
-        return 2
+    except GeneralistError as e:
+        return _fail(str(e))
+    except OSError as e:
+        msg = os_error_sentence(e)
+        if msg is None:
+            raise
+        return _fail(msg)
 
 
 if __name__ == "__main__":

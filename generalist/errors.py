@@ -15,6 +15,10 @@ class GeneralistError(Exception):
     """A user-fixable error; its message is one line that says what happened and what to do."""
 
 
+class ConfigError(GeneralistError, ValueError):
+    """An option value that cannot work (a ValueError too, for callers that catch those)."""
+
+
 class OutputPathError(GeneralistError):
     """An output directory that cannot be created or written."""
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from generalist import envs
+from generalist.errors import GeneralistError
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def train_command(cfg: RunConfig, nproc: int = 8) -> str:
     return f"torchrun --nproc_per_node={nproc} -m generalist train " + " ".join(flags)
 
 
-class RunError(Exception):
+class RunError(GeneralistError):
     """Bad input to `generalist run`; the message says what to do."""
 
 
@@ -116,7 +117,15 @@ def _stage(name: str, log: Callable[[str], None]):
 
 
 def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or finish) every stage; returns the summary also written to OUT/run.json."""
+    """Run (or finish) every stage; returns the summary also written to OUT/run.json. OUT is locked
+    for the whole run (a second `generalist run` on it is refused)."""
+    from generalist.lock import WriterLock
+
+    with WriterLock(Path(cfg.out), "run"):
+        return _run(cfg, log)
+
+
+def _run(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, Any]:
     from tqdm import tqdm
 
     from generalist.agent import checkpoint
@@ -135,7 +144,14 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     out = Path(cfg.out)
     data = Path(cfg.data) if cfg.data else out / "data"
     summary_path = out / "run.json"
-    summary: dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary: dict[str, Any] = {}
+    if summary_path.exists():
+        try:
+            summary = json.loads(summary_path.read_text())
+        except ValueError as e:
+            raise RunError(f"{summary_path} is not valid JSON ({e}); move it away to start the run over") from None
+        if not isinstance(summary, dict):
+            raise RunError(f"{summary_path} is not a JSON object; move it away to start the run over")
     if summary.get("suite", cfg.suite) != cfg.suite:
         raise RunError(f"{out} holds a `{summary['suite']}` run; use another --out for `{cfg.suite}`")
     summary.update(suite=cfg.suite, config=asdict(cfg), suite_spec=asdict(suite))
@@ -178,7 +194,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     if last is not None and checkpoint.step_of(last) >= tcfg.steps:
         log(f"training already finished ({last}); skipping")
     else:
-        final = train(tcfg, resume=last is not None)
+        final = train(tcfg, resume=bool(checkpoint.all_checkpoints(run_dir)))
         summary["train_final"] = final
         summary["seconds"]["train"] = summary["seconds"].get("train", 0) + time.perf_counter() - t0
         save()

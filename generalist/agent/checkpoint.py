@@ -1,11 +1,18 @@
-"""Atomic checkpoints: weights (safetensors), optimizer/scheduler/RNG state, config, data spec."""
+"""Atomic checkpoints: weights (safetensors), optimizer/scheduler/RNG state, config, data spec.
+
+Each checkpoint holds a manifest of its files' sizes and SHA-256 sums, written before the
+directory is renamed into place. Loading verifies it; a damaged newest checkpoint (a truncated
+copy, a full disk) is skipped with a warning for the newest intact one. Only the last K are kept.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +20,34 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from generalist.errors import GeneralistError
+
 LATEST = "latest"
+MANIFEST = "manifest.json"
+KEEP_LAST = 3  # checkpoints kept by default (the newest ones)
 
 
-def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler, meta: dict[str, Any]) -> Path:
-    """Write RUN/checkpoints/step_<n>/ under a temporary name, rename it, then point `latest` at it."""
+class CheckpointError(GeneralistError):
+    """No intact checkpoint where one was asked for."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _manifest(ckpt: Path) -> dict[str, dict[str, Any]]:
+    return {f.name: {"size": f.stat().st_size, "sha256": _sha256(f)} for f in sorted(ckpt.iterdir())
+            if f.is_file() and f.name != MANIFEST}
+
+
+def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler, meta: dict[str, Any],
+         keep_last: int = KEEP_LAST) -> Path:
+    """Write RUN/checkpoints/step_<n>/ under a temporary name, rename it, point `latest` at it, then
+    delete all but the newest `keep_last` checkpoints (0 keeps every one)."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
@@ -34,6 +64,7 @@ def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler,
         "step": step,
     }, tmp / "train_state.pt")
     (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=1))
+    (tmp / MANIFEST).write_text(json.dumps(_manifest(tmp), indent=1))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
@@ -43,17 +74,51 @@ def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler,
     pointer = root / (LATEST + ".tmp")
     pointer.write_text(final.name)
     os.replace(pointer, root / LATEST)
+    if keep_last > 0:
+        for old in all_checkpoints(run_dir)[:-keep_last]:
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def latest(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
-    root = Path(run_dir) / "checkpoints"
-    ptr = root / LATEST
-    if ptr.exists() and (root / ptr.read_text().strip() / "model.safetensors").exists():
-        return root / ptr.read_text().strip()
-    done = sorted(p for p in root.glob("step_*") if (p / "meta.json").exists())
-    return done[-1] if done else None
+def all_checkpoints(run_dir: Path) -> list[Path]:
+    """Every checkpoint directory of a run, intact or not, oldest first."""
+    return sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*") if p.is_dir())
+
+
+def problem(ckpt: Path) -> str | None:
+    """What is wrong with a checkpoint directory (a missing, resized or altered file), or None if intact.
+
+    Checkpoints written before manifests existed are only checked for their files."""
+    ckpt = Path(ckpt)
+    try:
+        listed = json.loads((ckpt / MANIFEST).read_text())
+    except FileNotFoundError:
+        missing = [n for n in ("model.safetensors", "meta.json") if not (ckpt / n).is_file()]
+        return f"{', '.join(missing)} missing" if missing else None
+    except (OSError, ValueError):
+        return f"{MANIFEST} does not read"
+    for name, want in listed.items():
+        f = ckpt / name
+        if not f.is_file():
+            return f"{name} missing"
+        if f.stat().st_size != want["size"]:
+            return f"{name} has {f.stat().st_size} bytes, {want['size']} were written"
+        if _sha256(f) != want["sha256"]:
+            return f"{name} differs from what was written (checksum)"
+    return None
+
+
+def latest(run_dir: Path, warn: bool = True) -> Path | None:
+    """The newest intact checkpoint of a run, or None; damaged newer ones are skipped with a warning."""
+    for ck in reversed(all_checkpoints(run_dir)):
+        why = problem(ck)
+        if why is None:
+            return ck
+        if warn:
+            print(f"generalist: warning: checkpoint {ck} is damaged ({why}); trying an older one",
+                  file=sys.stderr, flush=True)
+    return None
 
 
 def step_of(ckpt: Path) -> int:
@@ -64,11 +129,18 @@ def step_of(ckpt: Path) -> int:
 def resolve(path: Path) -> Path:
     """A run directory or a checkpoint directory -> the checkpoint directory."""
     path = Path(path)
-    if (path / "model.safetensors").exists():
+    if (path / "model.safetensors").exists() or (path / MANIFEST).exists():
+        why = problem(path)
+        if why is not None:
+            raise CheckpointError(f"checkpoint {path} is damaged ({why}); give its run directory to use "
+                                  "the newest intact one")
         return path
     ck = latest(path)
     if ck is None:
-        raise FileNotFoundError(f"no checkpoint at {path} (expected RUN/checkpoints/step_*/model.safetensors)")
+        if all_checkpoints(path):
+            raise CheckpointError(f"every checkpoint in {path}/checkpoints is damaged; retrain (or "
+                                  "restore one from a copy)")
+        raise CheckpointError(f"no checkpoint at {path} (expected RUN/checkpoints/step_*/model.safetensors)")
     return ck
 
 

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset, Sampler
 from generalist.agent.encoder import Inputs, TimestepEncoder
 from generalist.agent.tokenizer import TimestepLayout
 from generalist.datasets.sampler import TaskData, WindowSampler
+from generalist.errors import ConfigError
 
 
 def layout_for(td: TaskData, patch: int = 16, encoding: str = "tokens") -> TimestepLayout:
@@ -28,7 +29,7 @@ def steps_per_window(layouts: dict[str, TimestepLayout], context: int, max_times
     for name, lay in layouts.items():
         n = context // lay.length
         if n < 1:
-            raise ValueError(f"context {context} is shorter than one timestep of {name} ({lay.length} slots)")
+            raise ConfigError(f"context {context} is shorter than one timestep of {name} ({lay.length} slots)")
         cap = (task_timesteps or {}).get(name, max_timesteps)
         out[name] = min(n, cap) if cap else n
     return out
@@ -104,7 +105,7 @@ class GlobalBatchIndices(Sampler):
 
     def __init__(self, global_batch: int, start_step: int, steps: int, rank: int = 0, world: int = 1):
         if global_batch % world:
-            raise ValueError(f"global batch {global_batch} is not divisible by {world} processes")
+            raise ConfigError(f"global batch {global_batch} is not divisible by {world} processes")
         self.b, self.start, self.steps, self.rank, self.world = global_batch, start_step, steps, rank, world
 
     def __iter__(self):

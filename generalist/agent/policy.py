@@ -20,11 +20,12 @@ from generalist.agent.data import steps_per_window
 from generalist.agent.encoder import Inputs, encoders_for, shown_tokens
 from generalist.agent.model import GatoModel, KVCache, ModelConfig
 from generalist.agent.tokenizer import N_BINS, bin_centres, bin_values
+from generalist.errors import GeneralistError
 
 _BIN_CENTRES = torch.tensor(bin_centres(np.arange(N_BINS)), dtype=torch.float64)
 
 
-class UnknownTaskForCheckpoint(KeyError):
+class UnknownTaskForCheckpoint(GeneralistError, KeyError):
     def __str__(self) -> str:
         return str(self.args[0])
 

@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from generalist.agent.encoder import OBS_NORMS, ObsNorm, encoders_for, shown_tok
 from generalist.agent.model import SIZES, GatoModel, ModelConfig
 from generalist.agent.tokenizer import CONTINUOUS_OFFSET, N_BINS, OBS_ENCODINGS
 from generalist.datasets.sampler import DatasetError, TaskData, WindowSampler, open_tasks, train_arrays
+from generalist.errors import ConfigError
+from generalist.lock import WriterLock
 
 ACTION_LOSSES = ("ce", "hlgauss")
 
@@ -59,6 +62,7 @@ class TrainConfig:
     eval_every: int = 200
     val_batches: int = 2             # per task
     ckpt_every: int = 500
+    keep_last: int = checkpoint.KEEP_LAST  # checkpoints kept (the newest); 0 keeps all
     workers: int = 0                # DataLoader workers per process
     seed: int = 0
     compile: bool = False
@@ -175,7 +179,12 @@ def check_specs(tasks) -> None:
 
 def train(cfg: TrainConfig, resume: bool = False,
           on_log: Callable[[dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) training; returns final metrics."""
+    """Run (or resume) training; returns final metrics. Rank 0 holds the run directory's writer lock."""
+    with WriterLock(Path(cfg.out), "train") if _dist_env()[0] == 0 else nullcontext():
+        return _train(cfg, resume, on_log)
+
+
+def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], None] | None) -> dict[str, Any]:
     rank, world, local_rank = _dist_env()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -183,22 +192,22 @@ def train(cfg: TrainConfig, resume: bool = False,
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if cfg.config not in SIZES:
-        raise ValueError(f"unknown model config {cfg.config!r}; choose from {', '.join(SIZES)}")
+        raise ConfigError(f"unknown model config {cfg.config!r}; choose from {', '.join(SIZES)}")
     if not cfg.data:
         raise DatasetError("no data path given (--data ROOT [ROOT ...])")
 
     if cfg.obs_encoding not in OBS_ENCODINGS:
-        raise ValueError(f"unknown --obs-encoding {cfg.obs_encoding!r}; choose from {', '.join(OBS_ENCODINGS)}")
+        raise ConfigError(f"unknown --obs-encoding {cfg.obs_encoding!r}; choose from {', '.join(OBS_ENCODINGS)}")
     if cfg.obs_norm not in OBS_NORMS:
-        raise ValueError(f"unknown --obs-norm {cfg.obs_norm!r}; choose from {', '.join(OBS_NORMS)}")
+        raise ConfigError(f"unknown --obs-norm {cfg.obs_norm!r}; choose from {', '.join(OBS_NORMS)}")
     if cfg.action_loss not in ACTION_LOSSES:
-        raise ValueError(f"unknown --action-loss {cfg.action_loss!r}; choose from {', '.join(ACTION_LOSSES)}")
+        raise ConfigError(f"unknown --action-loss {cfg.action_loss!r}; choose from {', '.join(ACTION_LOSSES)}")
     if not cfg.hl_sigma > 0:
-        raise ValueError(f"--hl-sigma must be > 0 (bins), got {cfg.hl_sigma}")
+        raise ConfigError(f"--hl-sigma must be > 0 (bins), got {cfg.hl_sigma}")
     if not cfg.balance_actions >= 0:
-        raise ValueError(f"--balance-actions must be >= 0, got {cfg.balance_actions}")
+        raise ConfigError(f"--balance-actions must be >= 0, got {cfg.balance_actions}")
     if cfg.max_timesteps < 0 or any(k < 1 for k in (cfg.task_timesteps or {}).values()):
-        raise ValueError("--max-timesteps must be >= 0 and every --task-timesteps value >= 1")
+        raise ConfigError("--max-timesteps must be >= 0 and every --task-timesteps value >= 1")
 
     tasks = open_tasks([Path(p) for p in cfg.data], cfg.val_fraction, cfg.seed)
     check_specs(tasks)
@@ -224,11 +233,11 @@ def train(cfg: TrainConfig, resume: bool = False,
     if resume:
         ck = checkpoint.latest(run_dir)
         if ck is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}/checkpoints")
+            raise checkpoint.CheckpointError(f"--resume: no intact checkpoint in {run_dir}/checkpoints")
         old = checkpoint.load_meta(ck)
         for key in ("model", "data"):
             if old[key] != meta[key]:
-                raise ValueError(f"--resume: the run in {run_dir} was trained with a different {key} "
+                raise ConfigError(f"--resume: the run in {run_dir} was trained with a different {key} "
                                  f"({'config' if key == 'model' else 'data spec'}); use a new --out")
         model.load_state_dict(checkpoint.load_weights(ck))
         st = checkpoint.load_train_state(ck)
@@ -236,8 +245,8 @@ def train(cfg: TrainConfig, resume: bool = False,
         scheduler.load_state_dict(st["scheduler"])
         checkpoint.restore_rng(st["rng"])
         start = int(st["step"])
-    elif checkpoint.latest(run_dir) is not None:
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or use a new --out")
+    elif checkpoint.all_checkpoints(run_dir):
+        raise checkpoint.CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it, or use a new --out")
 
     ddp_model = model
     if world > 1:
@@ -329,7 +338,7 @@ def train(cfg: TrainConfig, resume: bool = False,
             if run is not None:
                 run.log(log, step=step)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                checkpoint.save(run_dir, step, model, optimizer, scheduler, meta)
+                checkpoint.save(run_dir, step, model, optimizer, scheduler, meta, cfg.keep_last)
         if world > 1 and (step % cfg.ckpt_every == 0):
             dist.barrier()
     bar.close()

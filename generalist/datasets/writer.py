@@ -60,6 +60,9 @@ class DatasetMismatchError(GeneralistError):
 
 def exists_message(ds_dir: Path) -> str:
     """Why collection without --resume refuses `ds_dir` (a dataset, or the remains of one, is there)."""
+    if not (data_dir(ds_dir) / METADATA_FILE).exists():
+        return (f"{data_dir(ds_dir)} holds episode data but no metadata.json (a damaged dataset); it is "
+                "never overwritten: restore metadata.json, move it away, or choose another --out")
     return (f"a dataset already exists at {ds_dir}; pass --resume to complete it, "
             "or choose another --out (existing data is never overwritten)")
 

@@ -11,6 +11,7 @@ from typing import Any
 import gymnasium as gym
 
 from generalist.envs.spec import TaskSpec, describe_space
+from generalist.errors import GeneralistError
 
 
 def _factory(module: str, cls: str):
@@ -54,7 +55,7 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
-class UnknownTaskError(KeyError):
+class UnknownTaskError(GeneralistError, KeyError):
     """A task name that is not in the suite; the message lists the known ones."""
 
     def __str__(self) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import ctypes.util
 import os
 
+from generalist.errors import GeneralistError
+
 SYSTEM_PACKAGES = "libegl1 libgl1 libegl-mesa0 libgles2 (EGL) or libosmesa6 (OSMesa)"
 
 
-class RenderingUnavailable(RuntimeError):
+class RenderingUnavailable(GeneralistError, RuntimeError):
     """No headless OpenGL backend could be found."""
 
 

@@ -7,9 +7,8 @@ One path for every policy: the agent (a checkpoint), the experts and the random 
 from __future__ import annotations
 
 import functools
-import multiprocessing as mp
+import json
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,20 +16,23 @@ from typing import Any
 import numpy as np
 
 from generalist import envs
+from generalist.errors import GeneralistError
 from generalist.eval.rollouts import EVAL_SEED, task_scores
 from generalist.eval.scores import aggregate
 from generalist.experts import reference
 from generalist.experts.rollout import (
     EpisodeJob,
+    EpisodeResult,
     PolicyFactory,
     expert_factory,
     run_jobs,
     split_seeds,
     worker_init,
 )
+from generalist.procs import process_pool
 
 
-class EvalError(Exception):
+class EvalError(GeneralistError):
     """Bad evaluation input: the message says what to do."""
 
 
@@ -80,6 +82,10 @@ def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
     """The checkpoint (for the agent) and the task list, checked; raises EvalError."""
     if cfg.episodes < 1:
         raise EvalError("--episodes must be at least 1")
+    if cfg.workers < 1:
+        raise EvalError(f"--workers must be at least 1, got {cfg.workers}")
+    if cfg.seed < 0:
+        raise EvalError(f"--seed must be >= 0, got {cfg.seed}")
     if not cfg.temperature >= 0:
         raise EvalError(f"--temperature must be >= 0 (0 decodes greedily), got {cfg.temperature}")
     ckpt = None
@@ -88,10 +94,7 @@ def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
             raise EvalError("give a run directory or checkpoint to evaluate (or --policy expert|random)")
         from generalist.agent import checkpoint
 
-        try:
-            ckpt = checkpoint.resolve(Path(cfg.run))
-        except FileNotFoundError as e:
-            raise EvalError(str(e)) from None
+        ckpt = checkpoint.resolve(Path(cfg.run))
         meta = checkpoint.load_meta(ckpt)
         known = sorted(meta["layouts"])
         tasks = list(cfg.tasks or known)
@@ -133,8 +136,51 @@ def training_seeds(ds_dir: Path) -> set[int]:
     path = data_dir(ds_dir) / MAIN_FILE
     if not path.exists():
         return set()
-    with h5py.File(path, "r") as f:
-        return {int(g.attrs["seed"]) for g in f.values() if "seed" in g.attrs}
+    try:
+        with h5py.File(path, "r") as f:
+            return {int(g.attrs["seed"]) for g in f.values() if "seed" in g.attrs}
+    except (OSError, KeyError):
+        raise EvalError(f"{path} (the training data) cannot be read to rule out its seeds; restore it, "
+                        "or evaluate on a copy of the run without its data spec") from None
+
+
+class Partial:
+    """Finished (policy, task) results of an evaluation in progress, one JSON file each, for reruns."""
+
+    def __init__(self, root: Path, key: dict[str, Any]):
+        self.root, self.key = root, key
+
+    def load(self) -> dict[tuple[str, str], list[EpisodeResult]]:
+        """What an earlier, interrupted run with the same settings finished; refuses other settings."""
+        from generalist.datasets.layout import write_json_atomic
+
+        key_file = self.root / "settings.json"
+        if not key_file.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(key_file, self.key)
+            return {}
+        try:
+            old = json.loads(key_file.read_text())
+        except ValueError:
+            old = None
+        if old != self.key:
+            raise EvalError(f"{self.root} holds an interrupted evaluation with other settings ({key_file}); "
+                            "rerun it with the same ones, or choose another --out")
+        found = {}
+        for f in sorted(self.root.glob("*/*.json")):
+            try:
+                rows = json.loads(f.read_text())
+                found[(f.parent.name, f.stem)] = [EpisodeResult(**r) for r in rows]
+            except (ValueError, TypeError):
+                continue  # unreadable: that task is simply run again
+        return found
+
+    def save(self, label: str, task: str, results: list[EpisodeResult]) -> None:
+        from generalist.datasets.layout import write_json_atomic
+
+        (self.root / label).mkdir(parents=True, exist_ok=True)
+        rows = [asdict(r) for r in sorted(results, key=lambda r: r.seed)]
+        write_json_atomic(self.root / label / f"{task}.json", rows)
 
 
 def episode_jobs(tasks: list[str], kinds: dict[str, PolicyFactory], episodes: int, seed: int,
@@ -172,7 +218,7 @@ def record_videos(tasks: list[str], factory: PolicyFactory, kind: str, seed: int
             if progress:
                 progress(a[0])
         return res
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=worker_init) as pool:
+    with process_pool(workers, worker_init) as pool:
         futures = {a[0]: pool.submit(_video, *a) for a in args}
         for t, f in futures.items():
             res[t] = f.result()
@@ -187,7 +233,7 @@ def progress_bar(cfg: EvalConfig, n_tasks: int):
 
     kinds = len({cfg.policy, "expert", "random"}) if cfg.refresh_reference else 1
     bar = tqdm(total=n_tasks * (cfg.episodes * kinds + int(cfg.videos)), unit="ep", desc="eval",
-               dynamic_ncols=True)
+               dynamic_ncols=True, delay=0.5)  # a refusal before the first episode prints no bar
 
     def tick(stage: str, task: str, ret: float | None) -> None:
         bar.update(1)
@@ -199,19 +245,45 @@ def progress_bar(cfg: EvalConfig, n_tasks: int):
 def evaluate(cfg: EvalConfig, progress: Callable[[str, str, float | None], None] | None = None) -> dict[str, Any]:
     """Run the evaluation, write out/scores.json, the videos and the report; returns the scores.
 
-    `progress(stage, task, return_or_None)` is called after every episode and every video."""
+    `progress(stage, task, return_or_None)` is called after every episode and every video. --out is
+    locked and checked writable before the first rollout; each finished (policy, task) is kept in
+    out/partial/, so rerunning an interrupted evaluation continues where it stopped."""
+    from generalist.lock import WriterLock
+
     ckpt, tasks = resolve(cfg)
     out = Path(cfg.out)
+    with WriterLock(out, "eval"):
+        return _evaluate(cfg, ckpt, tasks, out, progress)
+
+
+def _evaluate(cfg: EvalConfig, ckpt: Path | None, tasks: list[str], out: Path,
+              progress: Callable[[str, str, float | None], None] | None) -> dict[str, Any]:
     if (out / "scores.json").exists():
         raise EvalError(f"{out / 'scores.json'} exists; choose another --out (results are never overwritten)")
     kinds = {cfg.policy: policy_factory(cfg.policy, ckpt, cfg.temperature)}
     if cfg.refresh_reference:
         for k in ("expert", "random"):
             kinds.setdefault(k, expert_factory(k))
-    jobs = episode_jobs(tasks, kinds, cfg.episodes, cfg.seed, cfg.workers)
+    kept = Partial(out / "partial", {"policy": cfg.policy, "checkpoint": str(ckpt) if ckpt else None,
+                                     "seed": cfg.seed, "episodes": cfg.episodes, "temperature": cfg.temperature})
+    results: dict[tuple[str, str], list] = kept.load()
+    for (label, task), rs in results.items():
+        if progress:
+            for r in rs:
+                progress(label, task, r.ret)
+    todo = [t for t in tasks if any((k, t) not in results for k in kinds)]
+    jobs = [j for j in episode_jobs(todo, kinds, cfg.episodes, cfg.seed, cfg.workers)
+            if (j.label, j.task) not in results]
     tick = (lambda label, task, r: progress(label, task, r.ret)) if progress else None
-    results: dict[tuple[str, str], list] = {}
-    for job, part in zip(jobs, run_jobs(jobs, cfg.workers, tick), strict=True):
+    running: dict[tuple[str, str], list] = {}
+
+    def keep(job: EpisodeJob, part: list) -> None:
+        done = running.setdefault((job.label, job.task), [])
+        done.extend(part)
+        if len(done) == cfg.episodes:
+            kept.save(job.label, job.task, done)
+
+    for job, part in zip(jobs, run_jobs(jobs, cfg.workers, tick, keep), strict=True):
         results.setdefault((job.label, job.task), []).extend(part)
     stored = reference.load()
     per_task = {}
@@ -239,7 +311,6 @@ def evaluate(cfg: EvalConfig, progress: Callable[[str, str, float | None], None]
     }
     from generalist.datasets.layout import write_json_atomic
 
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.videos:
         vid_tick = (lambda t: progress("video", t, None)) if progress else None
         scores["videos"] = record_videos(tasks, kinds[cfg.policy], cfg.policy, cfg.seed, cfg.video_frames, out,

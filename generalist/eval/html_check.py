@@ -17,12 +17,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from generalist.errors import GeneralistError
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
          "--disable-background-networking", "--disable-extensions", "--disable-sync", "--mute-audio",
          "--virtual-time-budget=15000"]
 
 
-class BrowserNotFound(RuntimeError):
+class BrowserNotFound(GeneralistError, RuntimeError):
     pass
 
 

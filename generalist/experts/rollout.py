@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
+import queue as queue_mod
 import sys
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -15,6 +15,7 @@ import numpy as np
 
 from generalist.envs.base import TaskEnv
 from generalist.experts.base import Policy
+from generalist.procs import process_pool, spawn_queue
 
 
 @dataclass
@@ -103,7 +104,10 @@ def split_seeds(seeds: list[int], parts: int) -> list[tuple[int, ...]]:
     return [tuple(seeds[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
-def _run_job(job: EpisodeJob, queue: Any = None) -> list[EpisodeResult]:
+_PROGRESS: Any = None  # in a worker: the queue episodes are reported through
+
+
+def _run_job(job: EpisodeJob) -> list[EpisodeResult]:
     from generalist import envs
 
     env = envs.make(job.task)
@@ -111,25 +115,29 @@ def _run_job(job: EpisodeJob, queue: Any = None) -> list[EpisodeResult]:
         out = []
         for s in job.seeds:
             out.append(run_episode(env, job.policy(env, s), s))
-            if queue is not None:
-                queue.put((job.label, job.task, out[-1]))
+            if _PROGRESS is not None:
+                _PROGRESS.put((job.label, job.task, out[-1]))
         return out
     finally:
         env.close()
 
 
-def worker_init() -> None:
-    # one compute thread per worker process: W workers on W cores, not W x cores threads
+def worker_init(progress: Any = None) -> None:
+    """One compute thread per worker process (W workers on W cores, not W x cores threads)."""
+    global _PROGRESS
+    _PROGRESS = progress
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
 
 
 def run_jobs(jobs: list[EpisodeJob], workers: int = 1,
-             progress: Callable[[str, str, EpisodeResult], None] | None = None) -> list[list[EpisodeResult]]:
+             progress: Callable[[str, str, EpisodeResult], None] | None = None,
+             on_job: Callable[[EpisodeJob, list[EpisodeResult]], None] | None = None) -> list[list[EpisodeResult]]:
     """Run every job (in `workers` spawned processes when > 1); results in job order.
 
-    `progress(label, task, result)` is called in this process after every episode."""
+    `progress(label, task, result)` is called in this process after every episode, `on_job(job,
+    results)` after every job (e.g. to keep finished work when a later job fails)."""
     if workers <= 1:
         results = []
         for job in jobs:
@@ -137,22 +145,35 @@ def run_jobs(jobs: list[EpisodeJob], workers: int = 1,
             if progress:
                 for r in results[-1]:
                     progress(job.label, job.task, r)
+            if on_job:
+                on_job(job, results[-1])
         return results
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        queue = manager.Queue()
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init) as pool:
-            futures = [pool.submit(_run_job, job, queue) for job in jobs]
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                while True:
-                    try:
-                        label, task, r = queue.get_nowait()
-                    except Exception:  # queue.Empty through the manager proxy
-                        break
-                    if progress:
-                        progress(label, task, r)
-                for f in done:
-                    f.result()  # surface a worker's exception now, not after every job ran
-            return [f.result() for f in futures]
+    progress_queue = spawn_queue()
+
+    def drain(block: bool) -> int:
+        n = 0
+        while True:
+            try:
+                label, task, r = progress_queue.get(timeout=5) if block else progress_queue.get_nowait()
+            except queue_mod.Empty:
+                return n
+            n += 1
+            if progress:
+                progress(label, task, r)
+            if block:
+                return n
+
+    with process_pool(workers, worker_init, (progress_queue,)) as pool:
+        futures = {pool.submit(_run_job, job): job for job in jobs}
+        pending, reported = set(futures), 0
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            reported += drain(False)
+            for f in done:
+                res = f.result()  # surface a worker's exception now, not after every job ran
+                if on_job:
+                    on_job(futures[f], res)
+        total = sum(len(j.seeds) for j in jobs)
+        while reported < total and drain(True):  # the queue's feeder may trail the results
+            reported += 1
+        return [f.result() for f in futures]
