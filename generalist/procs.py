@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing as mp
+import os
 import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -25,8 +26,10 @@ def die_with_parent() -> None:
         pass
 
 
-def _start(initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+def _start(parent: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
     die_with_parent()
+    if os.getppid() != parent:  # the parent died while this worker was starting: too late for the signal
+        os._exit(1)
     if initializer is not None:
         initializer(*initargs)
 
@@ -41,7 +44,7 @@ def process_pool(workers: int, initializer: Callable[..., None] | None = None,
                  initargs: tuple[Any, ...] = ()) -> Iterator[ProcessPoolExecutor]:
     """A pool of `workers` spawned processes (fresh interpreters: no inherited GL contexts or threads)."""
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start,
-                               initargs=(initializer, initargs))
+                               initargs=(os.getpid(), initializer, initargs))
     try:
         yield pool
     except BaseException:

@@ -17,7 +17,9 @@ import h5py
 import numpy as np
 
 from generalist.datasets.layout import (
+    METADATA_FILE,
     DatasetError,
+    data_dir,
     deserialize_space,
     episode_group,
     find_datasets,
@@ -55,7 +57,11 @@ def open_tasks(roots: list[Path], val_fraction: float = 0.1, seed: int = 0) -> d
     tasks: dict[str, TaskData] = {}
     for p in found:
         meta = read_metadata(p)
-        task = meta.get("generalist", {}).get("task") or meta["dataset_id"].split("/")[0]
+        ours = meta.get("generalist")
+        task = (ours.get("task") if isinstance(ours, dict) else None) or str(meta.get("dataset_id", "")).split("/")[0]
+        if not task:
+            raise DatasetError(f"{data_dir(p) / METADATA_FILE} names no task (generalist.task or dataset_id); "
+                               "restore it or move the dataset away")
         if task in tasks:
             raise DatasetError(f"two datasets for task {task!r}: {tasks[task].path} and {p}; pass one")
         with open_main(p) as f:
