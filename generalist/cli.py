@@ -411,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str) -> int:
+    if "\nOriginal Traceback" in message:  # raised in a DataLoader worker: torch prepends its traceback
+        message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
     print(f"generalist: error: {message}".replace("\n", " "), file=sys.stderr)
     return 2
 

@@ -149,13 +149,14 @@ def test_truncated_hdf5(data, tmp_path):
 
 
 # ---------------------------------------------------------------- what a window reads is checked
-@pytest.mark.parametrize("encoding", ["tokens", "vector"])
-def test_train_refuses_nan_observations(data, tmp_path, encoding):
+@pytest.mark.parametrize("encoding, workers", [("tokens", "0"), ("vector", "0"), ("tokens", "1")])
+def test_train_refuses_nan_observations(data, tmp_path, encoding, workers):
     with h5py.File(main_file(data), "r+") as f:
         for name in f:
             f[name]["observations/state"][...] = np.nan
     before = snapshot(data)
-    res = run_cli("train", "--data", str(data), "--out", str(tmp_path / "r"), "--obs-encoding", encoding, *TINY_TRAIN)
+    res = run_cli("train", "--data", str(data), "--out", str(tmp_path / "r"), "--obs-encoding", encoding,
+                  "--workers", workers, *TINY_TRAIN)
     refused(res, f"task {TASK}, episode", "observations/state holds NaN", only_line=False)
     assert snapshot(data) == before
     assert not list((tmp_path / "r").glob("checkpoints/step_*"))

@@ -45,7 +45,7 @@ def test_train_learns_and_checkpoints(data, tmp_path, cli):
     assert "val_loss" in m[-1] and "val_action_acc" in m[-1]
     ck = checkpoint.latest(run)
     assert ck.name == "step_00000030"
-    assert {p.name for p in ck.iterdir()} == {"model.safetensors", "train_state.pt", "meta.json"}
+    assert {p.name for p in ck.iterdir()} == {"model.safetensors", "train_state.pt", "meta.json", "manifest.json"}
     meta = checkpoint.load_meta(ck)
     assert set(meta["data"]) == {"dmc-reacher-easy", "metaworld-reach", "memorymaze-9x9"}
     assert (run / "checkpoints" / "step_00000015").exists()
