@@ -261,7 +261,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.dir)
     if not (out / "scores.json").exists():
         raise CLIError(f"no scores.json in {out}; run `generalist eval ... --out {out}` first")
-    md, page = report.write(out)
+    try:
+        scores = json.loads((out / "scores.json").read_text())
+    except ValueError as e:
+        raise CLIError(f"{out / 'scores.json'} is not valid JSON ({e}); run `generalist eval` again") from None
+    md, page = report.write(out, scores)
     print(f"wrote {md} and {page}")
     return 0
 

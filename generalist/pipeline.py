@@ -121,6 +121,12 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     for the whole run (a second `generalist run` on it is refused)."""
     from generalist.lock import WriterLock
 
+    if cfg.suite not in SUITES:
+        raise RunError(f"unknown suite {cfg.suite!r}; choose from {', '.join(SUITES)}")
+    if cfg.workers < 1:
+        raise RunError("--workers must be at least 1")
+    if cfg.until not in STAGES:
+        raise RunError(f"--until must be one of {', '.join(STAGES)}")
     with WriterLock(Path(cfg.out), "run"):
         return _run(cfg, log)
 
@@ -134,12 +140,6 @@ def _run(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, Any]:
     from generalist.eval.evaluate import EvalConfig, evaluate, progress_bar
     from generalist.eval.report import write as write_report
 
-    if cfg.suite not in SUITES:
-        raise RunError(f"unknown suite {cfg.suite!r}; choose from {', '.join(SUITES)}")
-    if cfg.workers < 1:
-        raise RunError("--workers must be at least 1")
-    if cfg.until not in STAGES:
-        raise RunError(f"--until must be one of {', '.join(STAGES)}")
     suite = SUITES[cfg.suite]
     out = Path(cfg.out)
     data = Path(cfg.data) if cfg.data else out / "data"

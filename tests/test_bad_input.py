@@ -60,36 +60,35 @@ def main_file(root: Path) -> Path:
     return ds_of(root) / "data" / "main_data.hdf5"
 
 
+def made(path: Path, *args: str) -> Path:
+    """`path`, after `generalist ARGS` built it successfully."""
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return path
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """A packed 3-episode dataset (seeds 0..2), copied by each test that changes it."""
     root = tmp_path_factory.mktemp("ds")
-    res = run_cli("collect", TASK, "--episodes", "3", "--out", str(root))
-    assert res.returncode == 0, res.stderr
-    return root
-
-
-@pytest.fixture
-def data(dataset, tmp_path) -> Path:
-    dst = tmp_path / "data"
-    shutil.copytree(dataset, dst)
-    return dst
+    return made(root, "collect", TASK, "--episodes", "3", "--out", str(root))
 
 
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory) -> Path:
     """A tiny run with checkpoints at steps 1, 2, 3."""
     run = tmp_path_factory.mktemp("run") / "run"
-    res = run_cli("train", "--data", str(dataset), "--out", str(run), *TINY_TRAIN)
-    assert res.returncode == 0, res.stderr
-    return run
+    return made(run, "train", "--data", str(dataset), "--out", str(run), *TINY_TRAIN)
+
+
+@pytest.fixture
+def data(dataset, tmp_path) -> Path:
+    return Path(shutil.copytree(dataset, tmp_path / "data"))
 
 
 @pytest.fixture
 def run_copy(trained, tmp_path) -> Path:
-    dst = tmp_path / "run"
-    shutil.copytree(trained, dst)
-    return dst
+    return Path(shutil.copytree(trained, tmp_path / "run"))
 
 
 # ---------------------------------------------------------------- existing data is never overwritten
@@ -317,9 +316,9 @@ def test_every_checkpoint_damaged(run_copy, tmp_path, dataset):
 
 
 def test_keep_last(dataset, tmp_path):
-    res = run_cli("train", "--data", str(dataset), "--out", str(tmp_path / "r"), *TINY_TRAIN, "--keep-last", "1")
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert [p.name for p in (tmp_path / "r" / "checkpoints").glob("step_*")] == ["step_00000003"]
+    run = made(tmp_path / "r", "train", "--data", str(dataset), "--out", str(tmp_path / "r"), *TINY_TRAIN,
+               "--keep-last", "1")
+    assert [p.name for p in (run / "checkpoints").glob("step_*")] == ["step_00000003"]
 
 
 # ---------------------------------------------------------------- evaluation does not waste time

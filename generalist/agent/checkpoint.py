@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from generalist.errors import GeneralistError
+from generalist.fs import require_free_space
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
@@ -52,9 +53,11 @@ def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler,
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
     tmp = root / f".tmp_step_{step:08d}"
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights = sum(t.numel() * t.element_size() for t in state.values())
+    require_free_space(root, 3 * weights, "a checkpoint (weights and two AdamW moments)")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, tmp / "model.safetensors", metadata={"step": str(step)})
     torch.save({
         "optimizer": optimizer.state_dict(),
