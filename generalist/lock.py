@@ -26,7 +26,10 @@ class WriterLock:
     """An exclusive writer lock on a directory (created if needed); release() or process exit frees it."""
 
     def __init__(self, directory: Path, what: str, flag: str = "--out"):
-        self.directory = ensure_dir(Path(directory), flag)
+        directory = Path(directory).absolute()
+        # the top directory this lock creates: removed again if the locked work fails leaving nothing
+        self.created = next((p for p in reversed([directory, *directory.parents]) if not p.exists()), None)
+        self.directory = ensure_dir(directory, flag)
         self.path = self.directory / LOCK_FILE
         try:
             self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -58,7 +61,13 @@ class WriterLock:
     def __enter__(self) -> WriterLock:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None and self.created is not None and os.listdir(self.directory) == [LOCK_FILE]:
+            self.path.unlink()  # a refused command leaves no empty --out behind
+            for d in [self.directory, *self.directory.parents]:
+                d.rmdir()
+                if d == self.created:
+                    break
         self.release()
 
 
