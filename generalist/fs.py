@@ -18,14 +18,20 @@ def first_file_ancestor(path: Path) -> Path | None:
     return None
 
 
-def ensure_dir(path: Path, flag: str = "--out") -> Path:
-    """Create directory `path` (and parents) or raise OutputPathError saying why it cannot be."""
+def check_not_a_file(path: Path, flag: str = "--out") -> None:
+    """Raise OutputPathError when `path`, or a parent of it, is an existing file (creates nothing)."""
     path = Path(path)
     blocker = first_file_ancestor(path)
     if blocker == path:
         raise OutputPathError(f"{flag} {path} is a file, not a directory; choose another {flag}")
     if blocker is not None:
         raise OutputPathError(f"{flag} {path} is under {blocker}, which is a file; choose another {flag}")
+
+
+def ensure_dir(path: Path, flag: str = "--out") -> Path:
+    """Create directory `path` (and parents) or raise OutputPathError saying why it cannot be."""
+    path = Path(path)
+    check_not_a_file(path, flag)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

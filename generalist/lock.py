@@ -65,7 +65,10 @@ class WriterLock:
         if exc_type is not None and self.created is not None and os.listdir(self.directory) == [LOCK_FILE]:
             self.path.unlink()  # a refused command leaves no empty --out behind
             for d in [self.directory, *self.directory.parents]:
-                d.rmdir()
+                try:
+                    d.rmdir()
+                except OSError:  # not empty: another writer's or the user's files are there
+                    break
                 if d == self.created:
                     break
         self.release()

@@ -24,7 +24,7 @@ from generalist.datasets.noise import check_action_noise
 from generalist.datasets.recorder import record_episode
 from generalist.datasets.writer import DatasetExistsError, DatasetWriter, exists_message, write_episode_file
 from generalist.experts import make_policy
-from generalist.fs import ensure_dir
+from generalist.fs import check_not_a_file
 from generalist.lock import WriterLock
 from generalist.procs import process_pool
 
@@ -145,7 +145,7 @@ def collect(cfg: CollectConfig, on_episode: Callable[[EpisodeDone, int], None] |
 
     Each task's dataset directory is locked for the whole run: a second writer is refused."""
     check_config(cfg)
-    ensure_dir(Path(cfg.out))
+    check_not_a_file(Path(cfg.out))
     with ExitStack() as locks:
         for t in cfg.tasks:
             locks.enter_context(WriterLock(dataset_dir(cfg.out, t, cfg.name), "collect"))

@@ -13,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from generalist.errors import ConfigError
 from generalist.experts.base import Policy
 
 NOISE_STREAM = 7  # the noise generator is default_rng([episode seed, NOISE_STREAM])
@@ -21,9 +22,9 @@ NOISE_STREAM = 7  # the noise generator is default_rng([episode seed, NOISE_STRE
 def check_action_noise(sigma: float, space: gym.Space | None, task: str = "") -> None:
     """ValueError unless `sigma` suits `space` (>= 0; a probability if discrete; None: sign only)."""
     if not sigma >= 0:  # also refuses NaN
-        raise ValueError(f"--action-noise must be >= 0, got {sigma}")
+        raise ConfigError(f"--action-noise must be >= 0, got {sigma}")
     if isinstance(space, gym.spaces.Discrete) and sigma > 1:
-        raise ValueError(f"--action-noise is a probability for discrete actions ({task or 'this task'}): "
+        raise ConfigError(f"--action-noise is a probability for discrete actions ({task or 'this task'}): "
                          f"it must be <= 1, got {sigma}")
 
 
