@@ -381,3 +381,17 @@ def test_killed_eval_leaves_no_workers(tmp_path, settle):
     while time.time() < deadline and any(_alive(k) for k in kids):
         time.sleep(0.1)
     assert not [k for k in kids if _alive(k)]
+
+
+# ---------------------------------------------------------------- bugs are not user errors
+@pytest.mark.parametrize("bug", [ValueError("a bug"), KeyError("a bug"), FileNotFoundError(2, "a bug")])
+def test_programming_errors_keep_their_traceback(monkeypatch, bug):
+    """The CLI turns only GeneralistError and user-fixable OS errors into one line; a bug propagates."""
+    from generalist import cli
+
+    def broken(args):
+        raise bug
+
+    monkeypatch.setattr(cli, "cmd_envs", broken)
+    with pytest.raises(type(bug)):
+        cli.main(["envs"])
