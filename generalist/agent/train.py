@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], hide_act
     mask = batch["loss_mask"][:, 1:]
     where = F.pad(mask, (0, 1))  # slot s predicts the token of slot s + 1
     logits, _ = model(inputs, batch["local_positions"], batch["patches"], batch["patch_pos"],
-                      vectors=batch["vectors"], frames=batch["frames"], where=where)
+                      vectors=batch["vectors"], frames=batch["frames"], where=where, segments=batch.get("segments"))
     pred = logits.float()
     target = batch["tokens"][:, 1:][mask]
     correct = (pred.argmax(-1) == target).sum()
@@ -250,13 +251,13 @@ def train(cfg: TrainConfig, resume: bool = False,
     token_weights = ({t: action_balance_weights(c, cfg.balance_actions) for t, c in discrete_action_counts(tasks).items()}
                      if cfg.balance_actions else {})
     train_set = WindowDataset(WindowSampler(tasks, spw, cfg.task_weights, cfg.prompt_prob, "train", cfg.seed),
-                              encoders, cfg.context, token_weights)
-    loader = DataLoader(train_set, batch_size=cfg.batch // world, collate_fn=collate, num_workers=cfg.workers,
+                              encoders, token_weights)
+    loader = DataLoader(train_set, batch_size=cfg.batch // world, collate_fn=partial(collate, context=cfg.context), num_workers=cfg.workers,
                         sampler=GlobalBatchIndices(cfg.batch, start, cfg.steps, rank, world),
                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     # one held-out stream per task (episodes never trained on), so losses are reported per task
     val_sets = {t: WindowDataset(WindowSampler(tasks, spw, {x: float(x == t) for x in tasks}, 0.0, "val",
-                                               cfg.seed + 1), encoders, cfg.context)
+                                               cfg.seed + 1), encoders)
                 for t, td in tasks.items() if len(td.val_ids)}
 
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -287,7 +288,7 @@ def train(cfg: TrainConfig, resume: bool = False,
             for t, vs in val_sets.items():
                 tot, correct, n = 0.0, 0, 0
                 for i in range(cfg.val_batches):
-                    b = to_dev(collate([vs[i * cfg.batch + j] for j in range(cfg.batch)]))
+                    b = to_dev(collate([vs[i * cfg.batch + j] for j in range(cfg.batch)], cfg.context))
                     loss_sum, c, m = action_loss(model, b, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma)
                     tot, correct, n = tot + float(loss_sum), correct + int(c), n + m
                 out[f"val/{t}/loss"] = tot / max(n, 1)
@@ -311,7 +312,7 @@ def train(cfg: TrainConfig, resume: bool = False,
         optimizer.step()
         scheduler.step()
         step += 1
-        tokens_seen += batch["tokens"].numel() * world
+        tokens_seen += int((batch["segments"] > 0).sum()) * world  # real slots, not padding
         loss_v = float(stats[2]) / n_global
         rate = tokens_seen / (time.perf_counter() - t0)
         log = {"step": step, "loss": loss_v, "action_acc": float(stats[1]) / n_global, "lr": scheduler.get_last_lr()[0],
