@@ -244,7 +244,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = EvalConfig(out=args.out, run=args.run, tasks=args.tasks, episodes=args.episodes, workers=args.workers,
                      seed=args.seed, policy=args.policy, refresh_reference=args.refresh_reference,
                      videos=not args.no_videos, video_frames=args.video_frames, wandb=args.wandb,
-                     temperature=args.temperature)
+                     temperature=args.temperature, prompt=args.prompt)
     try:
         _, tasks = resolve(cfg)
         bar, tick = progress_bar(cfg, len(tasks))
@@ -395,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-videos", action="store_true", help="skip the per-task agent-vs-expert GIFs")
     v.add_argument("--temperature", type=float, default=0.0,
                    help="agent: 0 decodes greedily; > 0 samples action tokens at this temperature (seeded per episode)")
+    v.add_argument("--prompt", type=int, default=0, metavar="N",
+                   help="agent: start each episode's context with the last N steps of a held-out expert episode "
+                        "(Gato's prompting; at most what the context holds beside the agent's memory)")
     v.add_argument("--video-frames", type=int, default=250, help="frames per video (default 250)")
     v.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="also log the table, charts and videos to Weights & Biases")

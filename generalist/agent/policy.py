@@ -79,10 +79,16 @@ class AgentPolicy:
         return cls(model, meta, task, **kwargs)
 
     # ------------------------------------------------------------------ prompting
+    def prompt_room(self) -> int:
+        """Timesteps of prompt the context holds beside the policy's memory (with a fixed memory of K
+        timesteps, all the context but K; otherwise half of it)."""
+        room = self.context // self.layout.length
+        return max(0, room - self.max_timesteps) if self.max_timesteps else room // 2
+
     def set_prompt(self, observations: dict[str, np.ndarray], actions: np.ndarray) -> None:
-        """Demonstration timesteps (e.g. the end of an expert episode) kept at the front of the context."""
-        max_prompt = (self.context // self.layout.length) // 2
-        n = min(len(actions), max_prompt)
+        """Demonstration timesteps (e.g. the end of an expert episode) kept at the front of the context,
+        at most `prompt_room()` of them (the last ones)."""
+        n = min(len(actions), self.prompt_room())
         self.prompt = [self._timestep({k: v[i] for k, v in observations.items()}, actions[i])
                        for i in range(len(actions) - n, len(actions))]
         self.reset()

@@ -79,6 +79,18 @@ def train_arrays(td: TaskData, key: str, stride: int = 1):
             yield (g[key] if key == "actions" else g["observations"][key])[: td.lengths[ep]: stride]
 
 
+def demonstration(td: TaskData, steps: int, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The last `steps` timesteps of a held-out episode (the `index`-th, cyclically; a training episode
+    when none is held out): a demonstration prompt, as Gato puts ahead of its context."""
+    ids = td.val_ids if len(td.val_ids) else td.train_ids
+    ep = int(ids[index % len(ids)])
+    end = int(td.lengths[ep])
+    start = max(0, end - steps)
+    with h5py.File(data_dir(td.path) / MAIN_FILE, "r") as f:
+        g = f[f"episode_{ep}"]
+        return {k: g["observations"][k][start:end] for k in g["observations"]}, g["actions"][start:end]
+
+
 class WindowSampler:
     """Draws (task, observations, actions) windows; task-balanced unless weights are given
     (a task missing from `weights` keeps weight 1)."""
