@@ -71,7 +71,7 @@ def train_rate(config: str, context: int, data: Path, batch: int, steps: int = 4
             t0 = time.perf_counter()
         b = {k: v.to(dev) for k, v in b.items()}
         with amp:
-            loss, _, n = action_loss(model, b)
+            loss, _, _, n = action_loss(model, b)
         opt.zero_grad()
         (loss / max(n, 1)).backward()
         opt.step()

@@ -206,7 +206,8 @@ def train_config(args: argparse.Namespace):
                       seed=args.seed, compile=args.compile, wandb=args.wandb, task_weights=weights,
                       prompt_prob=args.prompt_prob, hide_actions=args.hide_actions,
                       obs_encoding=args.obs_encoding, obs_norm=args.obs_norm, max_timesteps=args.max_timesteps,
-                      action_loss=args.action_loss, hl_sigma=args.hl_sigma, balance_actions=args.balance_actions, task_timesteps=timesteps)
+                      action_loss=args.action_loss, hl_sigma=args.hl_sigma, balance_actions=args.balance_actions, task_timesteps=timesteps,
+                      loss_unit=args.loss_unit)
     return cfg
 
 
@@ -363,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--balance-actions", type=float, default=0.0, metavar="ALPHA",
                    help="discrete tasks: weigh each action's loss by its frequency^-ALPHA (0: plain cloning; "
                         "1: every action weighs the same in total)")
+    t.add_argument("--loss-unit", choices=["token", "timestep"], default="token",
+                   help="token (Gato): every action token counts once; timestep: a timestep's action tokens share "
+                        "weight 1, so tasks with many action dimensions do not dominate")
     t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     t.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log to Weights & Biases (offline never uses the network)")

@@ -41,14 +41,16 @@ class Sample:
     loss_weight: np.ndarray     # (slots,) float32: weight of each slot's action token in the loss
 
 
-def encode_window(window: dict, encoder: TimestepEncoder, token_weights: dict[int, float] | None = None) -> Sample:
+def encode_window(window: dict, encoder: TimestepEncoder, token_weights: dict[int, float] | None = None,
+                  per_timestep: bool = False) -> Sample:
     """Encode one window. `token_weights` reweighs the loss of given action tokens (e.g. a discrete
-    task's rare actions); others weigh 1."""
+    task's rare actions); others weigh 1. With `per_timestep` a timestep's action tokens share a
+    weight of 1 (a 4-dimensional action then counts as much as a 1-dimensional one)."""
     w = encoder.encode(window["observations"], window["actions"])
-    weight = np.ones(len(w), np.float32)
+    weight = np.full(len(w), 1.0 / encoder.layout.n_action if per_timestep else 1.0, np.float32)
     if token_weights:
         for tok, wt in token_weights.items():
-            weight[(w.tokens == tok) & w.loss_mask] = wt
+            weight[(w.tokens == tok) & w.loss_mask] *= wt
     return Sample(w, window["task"], weight)
 
 
@@ -115,16 +117,17 @@ class WindowDataset(Dataset):
     the number of ranks and DataLoader workers, and a resumed run continues the same stream."""
 
     def __init__(self, sampler: WindowSampler, encoders: dict[str, TimestepEncoder],
-                 token_weights: dict[str, dict[int, float]] | None = None):
+                 token_weights: dict[str, dict[int, float]] | None = None, per_timestep: bool = False):
         self.sampler, self.encoders = sampler, encoders
         self.token_weights = token_weights or {}
+        self.per_timestep = per_timestep
 
     def __len__(self) -> int:
         return 2**62
 
     def __getitem__(self, index: int) -> Sample:
         w = self.sampler.sample_at(int(index))
-        return encode_window(w, self.encoders[w["task"]], self.token_weights.get(w["task"]))
+        return encode_window(w, self.encoders[w["task"]], self.token_weights.get(w["task"]), self.per_timestep)
 
 
 class GlobalBatchIndices(Sampler):
