@@ -64,14 +64,14 @@ def train_rate(config: str, context: int, data: Path, batch: int, steps: int = 4
     model = GatoModel(ModelConfig(**{**SIZES[config].to_dict(), "max_seq_len": context})).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev == "cuda" else torch.autocast("cpu", enabled=False)
-    batches = [collate([ds[i * batch + j] for j in range(batch)]) for i in range(steps + 1)]
+    batches = [collate([ds[i * batch + j] for j in range(batch)], context) for i in range(steps + 1)]
     t0 = 0.0
     for i, b in enumerate(batches):
         if i == 1:
             t0 = time.perf_counter()
         b = {k: v.to(dev) for k, v in b.items()}
         with amp:
-            loss, _, n = action_loss(model, b)
+            loss, _, _, n = action_loss(model, b)
         opt.zero_grad()
         (loss / max(n, 1)).backward()
         opt.step()

@@ -209,7 +209,8 @@ def train_config(args: argparse.Namespace):
                       seed=args.seed, compile=args.compile, wandb=args.wandb, task_weights=weights,
                       prompt_prob=args.prompt_prob, hide_actions=args.hide_actions,
                       obs_encoding=args.obs_encoding, obs_norm=args.obs_norm, max_timesteps=args.max_timesteps,
-                      action_loss=args.action_loss, hl_sigma=args.hl_sigma, balance_actions=args.balance_actions, task_timesteps=timesteps)
+                      action_loss=args.action_loss, hl_sigma=args.hl_sigma, balance_actions=args.balance_actions, task_timesteps=timesteps,
+                      loss_unit=args.loss_unit)
     return cfg
 
 
@@ -242,7 +243,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = EvalConfig(out=args.out, run=args.run, tasks=args.tasks, episodes=args.episodes, workers=args.workers,
                      seed=args.seed, policy=args.policy, refresh_reference=args.refresh_reference,
                      videos=not args.no_videos, video_frames=args.video_frames, wandb=args.wandb,
-                     temperature=args.temperature)
+                     temperature=args.temperature, prompt=args.prompt)
     _, tasks = resolve(cfg)
     bar, tick = progress_bar(cfg, len(tasks))
     try:
@@ -361,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--balance-actions", type=float, default=0.0, metavar="ALPHA",
                    help="discrete tasks: weigh each action's loss by its frequency^-ALPHA (0: plain cloning; "
                         "1: every action weighs the same in total)")
+    t.add_argument("--loss-unit", choices=["token", "timestep"], default="token",
+                   help="token (Gato): every action token counts once; timestep: a timestep's action tokens share "
+                        "weight 1, so tasks with many action dimensions do not dominate")
     t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     t.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log to Weights & Biases (offline never uses the network)")
@@ -393,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-videos", action="store_true", help="skip the per-task agent-vs-expert GIFs")
     v.add_argument("--temperature", type=float, default=0.0,
                    help="agent: 0 decodes greedily; > 0 samples action tokens at this temperature (seeded per episode)")
+    v.add_argument("--prompt", type=int, default=0, metavar="N",
+                   help="agent: start each episode's context with the last N steps of a held-out expert episode "
+                        "(Gato's prompting; at most what the context holds beside the agent's memory)")
     v.add_argument("--video-frames", type=int, default=250, help="frames per video (default 250)")
     v.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="also log the table, charts and videos to Weights & Biases")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from generalist.datasets.collect import CollectConfig, collect
@@ -156,3 +157,30 @@ def test_sampled_agent_is_reproducible_with_any_worker_count(tiny_run, tmp_path)
     rets = one["tasks"]["dmc-reacher-easy"]["returns"]
     assert rets == two["tasks"]["dmc-reacher-easy"]["returns"]
     assert rets != greedy["tasks"]["dmc-reacher-easy"]["returns"]
+
+
+def test_prompted_agent_starts_from_a_held_out_demonstration(tiny_run, tmp_path, cli):
+    """--prompt N: each episode's context starts with the last N steps of a held-out expert episode."""
+    from generalist import envs
+    from generalist.datasets.sampler import demonstration
+    from generalist.eval.evaluate import _agent, _demonstrations
+
+    env = envs.make("dmc-reacher-easy")
+    agent = _agent(str(tiny_run), env, 7, prompt=3)
+    td = _demonstrations(str(tiny_run), "dmc-reacher-easy")
+    obs, actions = demonstration(td, 3, 7)
+    assert len(actions) == 3 and len(agent.prompt) == 3
+    want = agent.encoder.encode(obs, actions)
+    got = type(want).concat(agent.prompt)
+    np.testing.assert_array_equal(got.tokens, want.tokens)
+    agent.reset()  # an episode's reset keeps the prompt
+    agent.act(env.reset(seed=0)[0])
+    assert len(agent.fed) == len(want) + agent.layout.length - agent.layout.n_action
+    env.close()
+    out = tmp_path / "p"
+    res = cli("eval", str(tiny_run), "--episodes", "2", "--no-videos", "--prompt", "3", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert _scores(out)["tasks"]["dmc-reacher-easy"]["prompt_steps"] == 3
+    for bad in (["--prompt", "-1"], ["--prompt", "2", "--policy", "expert", "--tasks", "dmc-reacher-easy"]):
+        res = cli("eval", str(tiny_run), *bad, "--out", str(tmp_path / "q"))
+        assert res.returncode == 2 and "--prompt" in res.stderr and "Traceback" not in res.stderr

@@ -47,7 +47,7 @@ def test_policy_feeds_what_training_windows_hold(data, tmp_path, encoding, hide,
             if i + 1 < steps:  # the policy's own action differs; parity concerns the recorded ones
                 policy.history[-1] = enc.encode({k: v[i:i + 1] for k, v in obs.items()}, actions[i:i + 1])
         fed, logits = policy.fed, policy.first_logits
-        window = encode_window({"observations": obs, "actions": actions, "task": task}, enc, context).inputs
+        window = encode_window({"observations": obs, "actions": actions, "task": task}, enc).inputs
         n = len(fed)
         assert n == steps * enc.layout.length - enc.layout.n_action  # the last step up to its separator
         np.testing.assert_array_equal(shown_tokens(fed.tokens, fed.loss_mask, hide),
@@ -55,8 +55,47 @@ def test_policy_feeds_what_training_windows_hold(data, tmp_path, encoding, hide,
         np.testing.assert_array_equal(fed.local, window.local[:n])
         for field in ("patches", "patch_pos", "vectors", "frames"):
             np.testing.assert_array_equal(getattr(fed, field), getattr(window, field), err_msg=field)
-        batch = collate([encode_window({"observations": obs, "actions": actions, "task": task}, enc, context)])
+        batch = collate([encode_window({"observations": obs, "actions": actions, "task": task}, enc)], context)
         with torch.no_grad():
             full, _ = model(shown_tokens(batch["tokens"], batch["loss_mask"], hide), batch["local_positions"],
-                            batch["patches"], batch["patch_pos"], vectors=batch["vectors"], frames=batch["frames"])
+                            batch["patches"], batch["patch_pos"], vectors=batch["vectors"], frames=batch["frames"], segments=batch["segments"])
         torch.testing.assert_close(full[0, n - 1], logits, rtol=1e-4, atol=1e-4)
+
+
+def test_packed_windows_score_as_if_alone(data, tmp_path):
+    """Windows of two tasks packed into shared rows get the logits each gets alone (attention and
+    the image/vector slots stay inside their own window)."""
+    run = tmp_path / "run"
+    train(TrainConfig(data=[str(data)], out=str(run), steps=1, batch=2, context=32, prompt_prob=0.0,
+                      obs_encoding="vector", max_timesteps=K, task_timesteps={"metaworld-reach": 2},
+                      eval_every=1000))
+    ck = checkpoint.latest(run)
+    tasks = open_tasks([data])
+    steps = {"metaworld-reach": 2, "memorymaze-9x9": 3}
+    samplers = {t: WindowSampler(tasks, steps, {x: float(x == t) for x in TASKS}, prompt_prob=0.0) for t in TASKS}
+    samples, alone = [], []
+    for task in TASKS * 3:
+        policy = AgentPolicy.from_checkpoint(ck, task, use_cache=False)
+        w = samplers[task].sample()
+        samples.append(encode_window(w, policy.encoder))
+        b = collate([samples[-1]], 32)
+        with torch.no_grad():
+            alone.append(policy.model(b["tokens"], b["local_positions"], vectors=b["vectors"], frames=b["frames"],
+                                      segments=b["segments"])[0][0, :len(samples[-1].inputs)])
+    packed = collate(samples, 32)
+    assert packed["tokens"].shape[0] < len(samples)  # rows are shared
+    with torch.no_grad():
+        logits, _ = policy.model(packed["tokens"], packed["local_positions"], vectors=packed["vectors"],
+                                 frames=packed["frames"], segments=packed["segments"])
+    found = 0
+    for r in range(logits.shape[0]):
+        for seg in packed["segments"][r].unique().tolist():
+            if seg == 0:
+                continue
+            at = (packed["segments"][r] == seg).nonzero()[:, 0]
+            match = [i for i, s in enumerate(samples) if len(s.inputs) == len(at)
+                     and np.array_equal(s.inputs.tokens, packed["tokens"][r, at].numpy())
+                     and torch.allclose(alone[i], logits[r, at], atol=1e-4)]
+            assert match, f"row {r} window {seg} matches no window scored alone"
+            found += 1
+    assert found == len(samples)

@@ -43,6 +43,27 @@ def test_cached_actions_equal_recomputed(task, context, hide, encoding):
     env.close()
 
 
+@pytest.mark.parametrize("use_cache,memory", [(True, 0), (False, 0), (False, 3)])
+def test_one_pass_decoding_equals_token_by_token(use_cache, memory):
+    """With hidden actions all action dimensions are decoded from one forward pass: the same actions
+    and the same logits as feeding the decoded tokens one at a time."""
+    torch.manual_seed(0)
+    task, context = "metaworld-reach", 60
+    model = GatoModel(ModelConfig(n_layer=2, n_head=2, n_embd=64, max_seq_len=context)).eval()
+    env = envs.make(task)
+    meta = {**_meta(task, env, "vector"), "train": {"hide_actions": True, "max_timesteps": memory}}
+    one = AgentPolicy(model, meta, task, context=context, use_cache=use_cache)
+    seq = AgentPolicy(model, meta, task, context=context, use_cache=use_cache)
+    seq.one_pass = False
+    obs, _ = env.reset(seed=0)
+    for _ in range(12):
+        a, b = one.act(obs), seq.act(obs)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        torch.testing.assert_close(one.first_logits, seq.first_logits, rtol=1e-5, atol=1e-5)
+        obs, *_ = env.step(a)
+    env.close()
+
+
 def test_unknown_task_is_refused():
     model = GatoModel(ModelConfig(n_layer=1, n_head=1, n_embd=32))
     env = envs.make("dmc-reacher-easy")

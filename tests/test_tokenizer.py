@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from generalist.agent import tokenizer as tk
-from generalist.agent.data import action_balance_weights
+from generalist.agent.data import action_balance_weights, encode_window
 from generalist.agent.encoder import ObsNorm, TimestepEncoder
 
 
@@ -114,3 +114,21 @@ def test_action_balance_weights():
     w = action_balance_weights(np.array([6, 2, 0]), 1.0)  # equal total weight per action, mean 1 over the data
     assert set(w) == {0, 1} and np.isclose(w[0] * 6, w[1] * 2) and np.isclose((w[0] * 6 + w[1] * 2) / 8, 1)
     assert action_balance_weights(np.array([6, 2]), 0.0) == {0: 1.0, 1: 1.0}
+
+
+def test_loss_weights_per_token_or_per_timestep():
+    """--loss-unit timestep: a timestep's action tokens share weight 1 (4 Meta-World dimensions weigh
+    what cartpole's one does); balance weights multiply either."""
+    rng = np.random.default_rng(0)
+    lay = tk.TimestepLayout.for_spaces({"state": (39,)}, (4,), None, encoding="vector")
+    window = {"task": "t", "observations": {"state": rng.normal(size=(3, 39)).astype(np.float32)},
+              "actions": rng.uniform(-1, 1, (3, 4)).astype(np.float32)}
+    enc = TimestepEncoder(lay)
+    per_token = encode_window(window, enc)
+    per_step = encode_window(window, enc, per_timestep=True)
+    mask = per_token.inputs.loss_mask
+    assert per_token.loss_weight[mask].sum() == pytest.approx(12) and per_step.loss_weight[mask].sum() == pytest.approx(3)
+    disc = tk.TimestepLayout.for_spaces({"state": (5,)}, (), 3, encoding="vector")
+    w = {"task": "d", "observations": {"state": np.zeros((4, 5), np.float32)}, "actions": np.array([0, 1, 1, 2])}
+    s = encode_window(w, TimestepEncoder(disc), {1: 2.0}, per_timestep=True)
+    np.testing.assert_allclose(s.loss_weight[s.inputs.loss_mask], [1, 2, 2, 1])

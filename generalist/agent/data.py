@@ -37,26 +37,22 @@ def steps_per_window(layouts: dict[str, TimestepLayout], context: int, max_times
 
 @dataclass
 class Sample:
-    inputs: Inputs              # padded to the context (padding carries no loss)
+    inputs: Inputs              # the window's slots, unpadded
     task: str
-    loss_weight: np.ndarray     # (context,) float32: weight of each slot's action token in the loss
+    loss_weight: np.ndarray     # (slots,) float32: weight of each slot's action token in the loss
 
 
-def encode_window(window: dict, encoder: TimestepEncoder, context: int,
-                  token_weights: dict[int, float] | None = None) -> Sample:
-    """Encode one window and pad it to `context` slots (padding carries no loss). `token_weights`
-    reweighs the loss of given action tokens (e.g. a discrete task's rare actions); others weigh 1."""
+def encode_window(window: dict, encoder: TimestepEncoder, token_weights: dict[int, float] | None = None,
+                  per_timestep: bool = False) -> Sample:
+    """Encode one window. `token_weights` reweighs the loss of given action tokens (e.g. a discrete
+    task's rare actions); others weigh 1. With `per_timestep` a timestep's action tokens share a
+    weight of 1 (a 4-dimensional action then counts as much as a 1-dimensional one)."""
     w = encoder.encode(window["observations"], window["actions"])
-    pad = context - len(w)
-    padded = Inputs(np.concatenate([w.tokens, np.zeros(pad, np.int64)]),
-                    np.concatenate([w.local, np.zeros(pad, np.int64)]),
-                    np.concatenate([w.loss_mask, np.zeros(pad, bool)]),
-                    w.patches, w.patch_pos, w.vectors, w.frames)
-    weight = np.ones(context, np.float32)
+    weight = np.full(len(w), 1.0 / encoder.layout.n_action if per_timestep else 1.0, np.float32)
     if token_weights:
         for tok, wt in token_weights.items():
-            weight[(padded.tokens == tok) & padded.loss_mask] = wt
-    return Sample(padded, window["task"], weight)
+            weight[(w.tokens == tok) & w.loss_mask] *= wt
+    return Sample(w, window["task"], weight)
 
 
 def action_balance_weights(counts: np.ndarray, alpha: float) -> dict[int, float]:
@@ -68,18 +64,52 @@ def action_balance_weights(counts: np.ndarray, alpha: float) -> dict[int, float]
     return {i: float(w[i]) for i in range(len(counts)) if counts[i] > 0}
 
 
-def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
-    """Stack slot tensors; concatenate patches, vectors and frames in (batch, slot) order."""
-    ins = [s.inputs for s in samples]
+def pack(lengths: list[int], context: int) -> list[list[int]]:
+    """Rows of at most `context` slots holding the given windows (first fit, longest first): windows
+    of short-memory tasks share a row instead of each being padded to the context."""
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        if lengths[i] > context:
+            raise ValueError(f"a window of {lengths[i]} slots does not fit the context of {context}")
+        r = next((r for r, f in enumerate(free) if f >= lengths[i]), None)
+        if r is None:
+            rows.append([])
+            free.append(context)
+            r = len(rows) - 1
+        rows[r].append(i)
+        free[r] -= lengths[i]
+    return rows
+
+
+def collate(samples: list[Sample], context: int) -> dict[str, torch.Tensor]:
+    """Pack windows into rows of `context` slots; `segments` numbers each row's windows from 1 (0 is
+    padding) so that attention stays inside a window. Patches, vectors and frames are concatenated in
+    the packed (row, slot) order the model fills them in."""
+    rows = pack([len(s.inputs) for s in samples], context)
+    order = [i for row in rows for i in row]
+    shape = (len(rows), context)
+    tokens, local = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    loss_mask, weight, segments = np.zeros(shape, bool), np.zeros(shape, np.float32), np.zeros(shape, np.int64)
+    for r, row in enumerate(rows):
+        at = 0
+        for seg, i in enumerate(row, start=1):
+            s = samples[i]
+            end = at + len(s.inputs)
+            tokens[r, at:end], local[r, at:end] = s.inputs.tokens, s.inputs.local
+            loss_mask[r, at:end], weight[r, at:end], segments[r, at:end] = s.inputs.loss_mask, s.loss_weight, seg
+            at = end
+    ins = [samples[i].inputs for i in order]
     return {
-        "tokens": torch.from_numpy(np.stack([i.tokens for i in ins])),
-        "local_positions": torch.from_numpy(np.stack([i.local for i in ins])),
-        "loss_mask": torch.from_numpy(np.stack([i.loss_mask for i in ins])),
+        "tokens": torch.from_numpy(tokens),
+        "local_positions": torch.from_numpy(local),
+        "loss_mask": torch.from_numpy(loss_mask),
+        "segments": torch.from_numpy(segments),
         "patches": torch.from_numpy(np.concatenate([i.patches for i in ins])),
         "patch_pos": torch.from_numpy(np.concatenate([i.patch_pos for i in ins])),
         "vectors": torch.from_numpy(np.concatenate([i.vectors for i in ins])),
         "frames": torch.from_numpy(np.concatenate([i.frames for i in ins])),
-        "loss_weight": torch.from_numpy(np.stack([s.loss_weight for s in samples])),
+        "loss_weight": torch.from_numpy(weight),
     }
 
 
@@ -87,17 +117,18 @@ class WindowDataset(Dataset):
     """Map-style: item i is window i of the sampler's seed, so a global batch is the same whatever
     the number of ranks and DataLoader workers, and a resumed run continues the same stream."""
 
-    def __init__(self, sampler: WindowSampler, encoders: dict[str, TimestepEncoder], context: int,
-                 token_weights: dict[str, dict[int, float]] | None = None):
-        self.sampler, self.encoders, self.context = sampler, encoders, context
+    def __init__(self, sampler: WindowSampler, encoders: dict[str, TimestepEncoder],
+                 token_weights: dict[str, dict[int, float]] | None = None, per_timestep: bool = False):
+        self.sampler, self.encoders = sampler, encoders
         self.token_weights = token_weights or {}
+        self.per_timestep = per_timestep
 
     def __len__(self) -> int:
         return 2**62
 
     def __getitem__(self, index: int) -> Sample:
         w = self.sampler.sample_at(int(index))
-        return encode_window(w, self.encoders[w["task"]], self.context, self.token_weights.get(w["task"]))
+        return encode_window(w, self.encoders[w["task"]], self.token_weights.get(w["task"]), self.per_timestep)
 
 
 class GlobalBatchIndices(Sampler):
@@ -122,4 +153,4 @@ def tokens_dataset(tasks: dict[str, TaskData], context: int, patch: int = 16) ->
     """Training windows of `tasks` in Gato's token encoding, filling `context` (benchmarks use this)."""
     layouts = {t: layout_for(td, patch) for t, td in tasks.items()}
     encoders = {t: TimestepEncoder(lay, patch=patch) for t, lay in layouts.items()}
-    return WindowDataset(WindowSampler(tasks, steps_per_window(layouts, context)), encoders, context)
+    return WindowDataset(WindowSampler(tasks, steps_per_window(layouts, context)), encoders)

@@ -118,7 +118,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
-                kv: KVCache | None = None, layer: int = 0):
+                kv: KVCache | None = None, layer: int = 0, mask: torch.Tensor | None = None):
         b, t, c = x.shape
         q, k, v = self.qkv(x).split(self.n_embd, dim=2)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
@@ -128,7 +128,10 @@ class CausalSelfAttention(nn.Module):
             k = torch.cat([cache[0], k], dim=2)
             v = torch.cat([cache[1], v], dim=2)
         past = k.shape[2] - t
-        if past == 0:
+        if mask is not None:  # packed windows: causal inside each window only
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               dropout_p=self.dropout if self.training else 0.0)
+        elif past == 0:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                                dropout_p=self.dropout if self.training else 0.0)
         else:  # new queries attend to all cached keys and causally among themselves
@@ -147,8 +150,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
                                  nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
 
-    def forward(self, x, cache=None, kv: KVCache | None = None, layer: int = 0):
-        a, new_cache = self.attn(self.ln1(x), cache, kv, layer)
+    def forward(self, x, cache=None, kv: KVCache | None = None, layer: int = 0, mask=None):
+        a, new_cache = self.attn(self.ln1(x), cache, kv, layer, mask)
         x = x + a
         return x + self.mlp(self.ln2(x)), new_cache
 
@@ -209,18 +212,24 @@ class GatoModel(nn.Module):
         return self.drop(x + self.local_pos(local_positions))
 
     def forward(self, tokens, local_positions, patches=None, patch_pos=None, cache=None, last_only: bool = False,
-                vectors=None, frames=None, where: torch.Tensor | None = None):
+                vectors=None, frames=None, where: torch.Tensor | None = None, segments: torch.Tensor | None = None):
         """Logits (B, S, vocab) and the updated KV cache. With `last_only` only the last slot's
         logits; with a boolean `where` (B, S) only those slots' logits, flattened to (K, vocab)
         (training needs them on action slots only: the head is a large share of a small model).
 
         `cache` is None (no cache), a KVCache (preallocated, updated in place: acting), or the list of
-        per-layer (k, v) this method returned before."""
+        per-layer (k, v) this method returned before. `segments` (B, S) numbers the windows packed in
+        each row (training): a slot attends to earlier slots of its own window only."""
+        mask = None
+        if segments is not None:
+            s = segments.shape[1]
+            causal = torch.ones(s, s, dtype=torch.bool, device=segments.device).tril()
+            mask = ((segments.unsqueeze(2) == segments.unsqueeze(1)) & causal).unsqueeze(1)
         x = self.embed(tokens, local_positions, patches, patch_pos, vectors, frames)
         kv = cache if isinstance(cache, KVCache) else None
         new_cache = []
         for i, block in enumerate(self.blocks):
-            x, layer_kv = block(x, None if cache is None or kv is not None else cache[i], kv, i)
+            x, layer_kv = block(x, None if cache is None or kv is not None else cache[i], kv, i, mask)
             new_cache.append(layer_kv)
         if kv is not None:
             kv.commit()

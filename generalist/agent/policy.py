@@ -60,6 +60,7 @@ class AgentPolicy:
         train_cfg = meta.get("train", {})
         # a run trained with hidden actions must act the same way: the model never sees action tokens
         self.hide_actions = bool(train_cfg.get("hide_actions", False))
+        self.one_pass = True  # hidden actions: decode every action dimension from one forward pass
         # a run whose windows held at most K timesteps acts on the last K (its memory), recomputed each step:
         # K is this task's training window length, so acting sees the histories training saw
         self.max_timesteps = 0
@@ -79,10 +80,16 @@ class AgentPolicy:
         return cls(model, meta, task, **kwargs)
 
     # ------------------------------------------------------------------ prompting
+    def prompt_room(self) -> int:
+        """Timesteps of prompt the context holds beside the policy's memory (with a fixed memory of K
+        timesteps, all the context but K; otherwise half of it)."""
+        room = self.context // self.layout.length
+        return max(0, room - self.max_timesteps) if self.max_timesteps else room // 2
+
     def set_prompt(self, observations: dict[str, np.ndarray], actions: np.ndarray) -> None:
-        """Demonstration timesteps (e.g. the end of an expert episode) kept at the front of the context."""
-        max_prompt = (self.context // self.layout.length) // 2
-        n = min(len(actions), max_prompt)
+        """Demonstration timesteps (e.g. the end of an expert episode) kept at the front of the context,
+        at most `prompt_room()` of them (the last ones)."""
+        n = min(len(actions), self.prompt_room())
         self.prompt = [self._timestep({k: v[i] for k, v in observations.items()}, actions[i])
                        for i in range(len(actions) - n, len(actions))]
         self.reset()
@@ -116,7 +123,8 @@ class AgentPolicy:
         self.rebuilds = 0  # times the whole context was fed afresh (first step, roll-overs, fixed memory)
         self.pending: Inputs | None = None  # slots not yet fed to the cache (last action token)
 
-    def _run(self, parts: list[Inputs], cache):
+    def _run(self, parts: list[Inputs], cache, last: int = 1):
+        """Logits of the last `last` slots (one row each), the cache and the inputs fed."""
         x = Inputs.concat(parts)
         dev = self.device
         tokens = torch.from_numpy(shown_tokens(x.tokens, x.loss_mask, self.hide_actions)).to(dev)[None]
@@ -124,9 +132,9 @@ class AgentPolicy:
             cache = KVCache(self.model.cfg, 1, dev, next(self.model.parameters()).dtype)
         logits, cache = self.model(tokens, torch.from_numpy(x.local).to(dev)[None],
                                    torch.from_numpy(x.patches).to(dev), torch.from_numpy(x.patch_pos).to(dev),
-                                   cache, last_only=True, vectors=torch.from_numpy(x.vectors).to(dev),
+                                   cache, last_only=last == 1, vectors=torch.from_numpy(x.vectors).to(dev),
                                    frames=torch.from_numpy(x.frames).to(dev))
-        return logits[0, -1], cache, x
+        return (logits[0, -1] if last == 1 else logits[0, -last:]), cache, x
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> Any:
@@ -141,21 +149,33 @@ class AgentPolicy:
             keep = max(0, (self.context - sum(len(p) for p in self.prompt)) // lay.length // 2)
             self.history = self.history[max(0, len(self.history) - keep):] if keep else []
             fresh = True
+        # With hidden actions a chosen action token never reaches the model, so the slots of every action
+        # dimension are known before decoding: one forward pass yields all of this step's action logits.
+        n_ahead = lay.n_action - 1 if self.hide_actions and self.one_pass else 0
+        ahead = [enc.action_inputs([0] * n_ahead)] if n_ahead else []
         if fresh:
             self.rebuilds += 1
-            logits, self.cache, self.fed = self._run(self.prompt + self.history + [cur], None)
+            logits, self.cache, fed = self._run(self.prompt + self.history + [cur] + ahead, None, n_ahead + 1)
+            n = len(fed) - n_ahead  # what the model was fed up to this step's separator
+            self.fed = Inputs(fed.tokens[:n], fed.local[:n], fed.loss_mask[:n], fed.patches, fed.patch_pos,
+                              fed.vectors, fed.frames)
         else:
-            logits, self.cache, _ = self._run(([self.pending] if self.pending else []) + [cur], self.cache)
-        self.first_logits = logits  # of this step's first action token (parity tests read it)
-        out: list[int] = []
-        for k in range(lay.n_action):
-            out.append(self._pick(logits))
-            if k + 1 < lay.n_action:
-                done = enc.action_inputs(out)
-                if self.use_cache:
-                    logits, self.cache, _ = self._run([done.slots(k, k + 1)], self.cache)
-                else:
-                    logits, _, _ = self._run(self.prompt + self.history + [cur, done], None)
+            logits, self.cache, _ = self._run(([self.pending] if self.pending else []) + [cur] + ahead, self.cache,
+                                              n_ahead + 1)
+        if n_ahead:
+            self.first_logits = logits[0]
+            out = [self._pick(row) for row in logits]
+        else:
+            self.first_logits = logits  # of this step's first action token (parity tests read it)
+            out = []
+            for k in range(lay.n_action):
+                out.append(self._pick(logits))
+                if k + 1 < lay.n_action:
+                    done = enc.action_inputs(out)
+                    if self.use_cache:
+                        logits, self.cache, _ = self._run([done.slots(k, k + 1)], self.cache)
+                    else:
+                        logits, _, _ = self._run(self.prompt + self.history + [cur, done], None)
         full = Inputs.concat([cur, enc.action_inputs(out)])  # = enc.encode(obs, action)
         self.pending = full.slots(len(full) - 1, len(full))
         self.history.append(full)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from generalist.errors import ConfigError
 from generalist.lock import WriterLock
 
 ACTION_LOSSES = ("ce", "hlgauss")
+LOSS_UNITS = ("token", "timestep")
 
 
 @dataclass
@@ -85,6 +87,9 @@ class TrainConfig:
     # Discrete tasks: weigh each action's loss by its frequency^-balance_actions (0: plain cloning).
     # Pong's expert waits 87.5% of the time; a plain clone learns to always wait.
     balance_actions: float = 0.0
+    # What the loss averages over: "token" (Gato: every action token counts once, so a 4-dimensional
+    # Meta-World action weighs 4x a cartpole one) or "timestep" (a timestep's action tokens share weight 1).
+    loss_unit: str = "token"
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -105,10 +110,11 @@ def soft_bin_targets(target: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], hide_actions: bool = False,
-                loss: str = "ce", hl_sigma: float = 8.0) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Summed next-token loss over action tokens only, correct action tokens, their count.
+                loss: str = "ce", hl_sigma: float = 8.0) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """Weighted summed next-token loss over action tokens only, correct action tokens, their count, the
+    sum of their loss weights.
 
-    Sums, not means: the trainer divides by the global token count so that K ranks weigh every
+    Sums, not means: the trainer divides by the global weight sum so that K ranks weigh every
     token exactly as one process does. With `hide_actions` the model predicts every action token
     without being shown any action token (its own past actions included). With loss "hlgauss" a
     continuous action token's target is spread over neighbouring bins."""
@@ -116,18 +122,19 @@ def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], hide_act
     mask = batch["loss_mask"][:, 1:]
     where = F.pad(mask, (0, 1))  # slot s predicts the token of slot s + 1
     logits, _ = model(inputs, batch["local_positions"], batch["patches"], batch["patch_pos"],
-                      vectors=batch["vectors"], frames=batch["frames"], where=where)
+                      vectors=batch["vectors"], frames=batch["frames"], where=where, segments=batch.get("segments"))
     pred = logits.float()
     target = batch["tokens"][:, 1:][mask]
     correct = (pred.argmax(-1) == target).sum()
     weight = batch["loss_weight"][:, 1:][mask] if "loss_weight" in batch else torch.ones_like(pred[:, 0])
+    n, wsum = int(mask.sum()), float(weight.sum())
     if loss == "ce":
-        return (F.cross_entropy(pred, target, reduction="none") * weight).sum(), correct, int(mask.sum())
+        return (F.cross_entropy(pred, target, reduction="none") * weight).sum(), correct, n, wsum
     logp = F.log_softmax(pred, -1)
     cont = target >= CONTINUOUS_OFFSET
     nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
     soft = -(soft_bin_targets(target[cont], hl_sigma) * logp[cont, CONTINUOUS_OFFSET:CONTINUOUS_OFFSET + N_BINS]).sum(1)
-    return (nll[~cont] * weight[~cont]).sum() + (soft * weight[cont]).sum(), correct, int(mask.sum())
+    return (nll[~cont] * weight[~cont]).sum() + (soft * weight[cont]).sum(), correct, n, wsum
 
 
 def fit_obs_norms(tasks: dict[str, TaskData], kind: str, max_rows: int = 200_000) -> dict[str, ObsNorm]:
@@ -202,6 +209,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
         raise ConfigError(f"unknown --obs-norm {cfg.obs_norm!r}; choose from {', '.join(OBS_NORMS)}")
     if cfg.action_loss not in ACTION_LOSSES:
         raise ConfigError(f"unknown --action-loss {cfg.action_loss!r}; choose from {', '.join(ACTION_LOSSES)}")
+    if cfg.loss_unit not in LOSS_UNITS:
+        raise ConfigError(f"unknown --loss-unit {cfg.loss_unit!r}; choose from {', '.join(LOSS_UNITS)}")
     if not cfg.hl_sigma > 0:
         raise ConfigError(f"--hl-sigma must be > 0 (bins), got {cfg.hl_sigma}")
     if not cfg.balance_actions >= 0:
@@ -259,13 +268,13 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
     token_weights = ({t: action_balance_weights(c, cfg.balance_actions) for t, c in discrete_action_counts(tasks).items()}
                      if cfg.balance_actions else {})
     train_set = WindowDataset(WindowSampler(tasks, spw, cfg.task_weights, cfg.prompt_prob, "train", cfg.seed),
-                              encoders, cfg.context, token_weights)
-    loader = DataLoader(train_set, batch_size=cfg.batch // world, collate_fn=collate, num_workers=cfg.workers,
+                              encoders, token_weights, cfg.loss_unit == "timestep")
+    loader = DataLoader(train_set, batch_size=cfg.batch // world, collate_fn=partial(collate, context=cfg.context), num_workers=cfg.workers,
                         sampler=GlobalBatchIndices(cfg.batch, start, cfg.steps, rank, world),
                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     # one held-out stream per task (episodes never trained on), so losses are reported per task
     val_sets = {t: WindowDataset(WindowSampler(tasks, spw, {x: float(x == t) for x in tasks}, 0.0, "val",
-                                               cfg.seed + 1), encoders, cfg.context)
+                                               cfg.seed + 1), encoders)
                 for t, td in tasks.items() if len(td.val_ids)}
 
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -296,8 +305,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
             for t, vs in val_sets.items():
                 tot, correct, n = 0.0, 0, 0
                 for i in range(cfg.val_batches):
-                    b = to_dev(collate([vs[i * cfg.batch + j] for j in range(cfg.batch)]))
-                    loss_sum, c, m = action_loss(model, b, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma)
+                    b = to_dev(collate([vs[i * cfg.batch + j] for j in range(cfg.batch)], cfg.context))
+                    loss_sum, c, m, _ = action_loss(model, b, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma)
                     tot, correct, n = tot + float(loss_sum), correct + int(c), n + m
                 out[f"val/{t}/loss"] = tot / max(n, 1)
                 out[f"val/{t}/action_acc"] = correct / max(n, 1)
@@ -309,19 +318,19 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
     for batch in loader:
         batch = to_dev(batch)
         with amp:
-            loss_sum, correct, n = action_loss(fwd, batch, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma)
-        stats = torch.tensor([float(n), float(correct), float(loss_sum.detach())], device=device)
+            loss_sum, correct, n, wsum = action_loss(fwd, batch, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma)
+        stats = torch.tensor([float(n), float(correct), float(loss_sum.detach()), wsum], device=device)
         if world > 1:
             dist.all_reduce(stats)
-        n_global = max(float(stats[0]), 1.0)
+        n_global, w_global = max(float(stats[0]), 1.0), max(float(stats[3]), 1e-12)
         optimizer.zero_grad(set_to_none=True)
-        (loss_sum * (world / n_global)).backward()  # DDP averages over ranks: * world restores the sum
+        (loss_sum * (world / w_global)).backward()  # DDP averages over ranks: * world restores the sum
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
         step += 1
-        tokens_seen += batch["tokens"].numel() * world
-        loss_v = float(stats[2]) / n_global
+        tokens_seen += int((batch["segments"] > 0).sum()) * world  # real slots, not padding
+        loss_v = float(stats[2]) / w_global
         rate = tokens_seen / (time.perf_counter() - t0)
         log = {"step": step, "loss": loss_v, "action_acc": float(stats[1]) / n_global, "lr": scheduler.get_last_lr()[0],
                "grad_norm": float(gnorm), "tokens_per_s": rate}

@@ -120,6 +120,24 @@ def checked(td: TaskData, ep: int, field: str, a: np.ndarray, length: int | None
     return a
 
 
+def demonstration(td: TaskData, steps: int, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The last `steps` timesteps of a held-out episode (the `index`-th, cyclically; a training episode
+    when none is held out): a demonstration prompt, as Gato puts ahead of its context."""
+    ids = td.val_ids if len(td.val_ids) else td.train_ids
+    ep = int(ids[index % len(ids)])
+    end = int(td.lengths[ep])
+    start = max(0, end - steps)
+    with open_main(td.path) as f:
+        return read_rows(td, episode_group(f, ep, td.path), ep, start, end)
+
+
+def read_rows(td: TaskData, g: h5py.Group, ep: int, start: int, stop: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Observations and actions of steps start..stop-1 of episode group `g`, checked (lengths, NaN/inf)."""
+    obs = {k: checked(td, ep, f"observations/{k}", _field(g, f"observations/{k}", td, ep)[start:stop], stop - start)
+           for k in td.observation_space.spaces}
+    return obs, checked(td, ep, "actions", _field(g, "actions", td, ep)[start:stop], stop - start)
+
+
 class WindowSampler:
     """Draws (task, observations, actions) windows; task-balanced unless weights are given
     (a task missing from `weights` keeps weight 1)."""
@@ -169,10 +187,7 @@ class WindowSampler:
                        for k in keys}
                 whole = self._episodes[(task, ep)] = (obs, checked(td, ep, "actions", _field(g, "actions", td, ep)[()], n))
             return {k: v[start:stop] for k, v in whole[0].items()}, whole[1][start:stop]
-        g = episode_group(self._file(task), ep, td.path)  # images: read only the window's frames
-        obs = {k: checked(td, ep, f"observations/{k}", _field(g, f"observations/{k}", td, ep)[start:stop], stop - start)
-               for k in keys}
-        return obs, checked(td, ep, "actions", _field(g, "actions", td, ep)[start:stop], stop - start)
+        return read_rows(td, episode_group(self._file(task), ep, td.path), ep, start, stop)  # images: the window's frames
 
     def sample(self) -> dict:
         """A window from the sampler's own random stream."""

@@ -50,29 +50,46 @@ class EvalConfig:
     video_frames: int = 250
     wandb: str = "off"
     temperature: float = 0.0           # agent: 0 greedy, > 0 sample action tokens (seeded per episode)
+    prompt: int = 0                    # agent: put the last N steps of a held-out expert episode first
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_agent(ckpt: str, task: str, temperature: float = 0.0):
+def _cached_agent(ckpt: str, task: str, temperature: float = 0.0, prompt: int = 0):
     from generalist.agent.policy import AgentPolicy
 
     return AgentPolicy.from_checkpoint(Path(ckpt), task, temperature=temperature)
 
 
-def _agent(ckpt: str, env, seed: int, temperature: float = 0.0):
+@functools.lru_cache(maxsize=8)
+def _demonstrations(ckpt: str, task: str):
+    """The task's dataset as the run split it (held-out episodes give the prompts)."""
+    from generalist.agent import checkpoint
+    from generalist.datasets.sampler import open_tasks
+
+    meta = checkpoint.load_meta(checkpoint.resolve(Path(ckpt)))
+    train = meta.get("train", {})
+    return open_tasks([Path(meta["data"][task]["path"])], train.get("val_fraction", 0.1), train.get("seed", 0))[task]
+
+
+def _agent(ckpt: str, env, seed: int, temperature: float = 0.0, prompt: int = 0):
     """The agent for env's task; loaded once per process and task, reset by the episode loop and
-    seeded by the episode's seed (sampling is then the same with any number of workers)."""
-    agent = _cached_agent(ckpt, env.task.name, temperature)
+    seeded by the episode's seed (sampling is then the same with any number of workers). With
+    `prompt` N each episode starts from the last N steps of a held-out expert episode (chosen by seed)."""
+    from generalist.datasets.sampler import demonstration
+
+    agent = _cached_agent(ckpt, env.task.name, temperature, prompt)
     agent.seed(seed)
+    if prompt:
+        agent.set_prompt(*demonstration(_demonstrations(ckpt, env.task.name), prompt, seed))
     return agent
 
 
-def policy_factory(kind: str, ckpt: Path | None, temperature: float = 0.0) -> PolicyFactory:
+def policy_factory(kind: str, ckpt: Path | None, temperature: float = 0.0, prompt: int = 0) -> PolicyFactory:
     """A picklable factory for 'agent' (needs `ckpt`), 'expert' or 'random'."""
     if kind == "agent":
         if ckpt is None:
             raise EvalError("--policy agent needs a run directory or checkpoint")
-        return functools.partial(_agent, str(ckpt), temperature=temperature)
+        return functools.partial(_agent, str(ckpt), temperature=temperature, prompt=prompt)
     if kind not in ("expert", "random"):
         raise EvalError(f"unknown policy {kind!r}; use agent, expert or random")
     return expert_factory(kind)
@@ -88,6 +105,8 @@ def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
         raise EvalError(f"--seed must be >= 0, got {cfg.seed}")
     if not cfg.temperature >= 0:
         raise EvalError(f"--temperature must be >= 0 (0 decodes greedily), got {cfg.temperature}")
+    if cfg.prompt < 0 or (cfg.prompt and cfg.policy != "agent"):
+        raise EvalError("--prompt N takes N >= 0 steps and applies to --policy agent only")
     ckpt = None
     if cfg.policy == "agent":
         if not cfg.run:
@@ -110,6 +129,11 @@ def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
             envs.get_task(t)
         except envs.UnknownTaskError as e:
             raise EvalError(str(e)) from None
+    if ckpt is not None and cfg.prompt:
+        gone = [t for t in tasks if not Path(meta["data"][t]["path"]).exists()]
+        if gone:
+            raise EvalError(f"--prompt reads expert episodes from the training data, which is gone for "
+                            f"{', '.join(gone)} ({meta['data'][gone[0]]['path']}); run without --prompt")
     if ckpt is not None:
         seeds = set(range(cfg.seed, cfg.seed + cfg.episodes))
         for task, spec in meta.get("data", {}).items():
@@ -260,7 +284,7 @@ def _evaluate(cfg: EvalConfig, ckpt: Path | None, tasks: list[str], out: Path,
               progress: Callable[[str, str, float | None], None] | None) -> dict[str, Any]:
     if (out / "scores.json").exists():
         raise EvalError(f"{out / 'scores.json'} exists; choose another --out (results are never overwritten)")
-    kinds = {cfg.policy: policy_factory(cfg.policy, ckpt, cfg.temperature)}
+    kinds = {cfg.policy: policy_factory(cfg.policy, ckpt, cfg.temperature, cfg.prompt)}
     if cfg.refresh_reference:
         for k in ("expert", "random"):
             kinds.setdefault(k, expert_factory(k))
@@ -297,6 +321,8 @@ def _evaluate(cfg: EvalConfig, ckpt: Path | None, tasks: list[str], out: Path,
             ref_src = "package reference_scores.json"
         entry = task_scores(task, sorted(results[(cfg.policy, task)], key=lambda r: r.seed),
                             float(np.mean(exp)), float(np.mean(rnd)))
+        if cfg.prompt:  # what the context held of the asked-for prompt
+            entry["prompt_steps"] = min(cfg.prompt, _cached_agent(str(ckpt), task, cfg.temperature, cfg.prompt).prompt_room())
         entry.update(expert_returns=[round(float(x), 4) for x in exp],
                      random_returns=[round(float(x), 4) for x in rnd], reference=ref_src)
         per_task[task] = entry
