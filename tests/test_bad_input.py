@@ -186,7 +186,7 @@ def test_train_options_refused(dataset, tmp_path, flag, value):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("flag, value", [("--workers", "0"), ("--seed", "-5"), ("--episodes", "0")])
+@pytest.mark.parametrize("flag, value", [("--workers", "0"), ("--seed", "-5"), ("--episodes", "0"), ("--prompt", "-1")])
 def test_eval_options_refused(tmp_path, flag, value):
     refused(run_cli("eval", "--policy", "random", "--tasks", TASK, "--out", str(tmp_path / "e"), flag, value), flag)
     assert not (tmp_path / "e").exists()

@@ -103,6 +103,8 @@ def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
         raise EvalError(f"--workers must be at least 1, got {cfg.workers}")
     if cfg.seed < 0:
         raise EvalError(f"--seed must be >= 0, got {cfg.seed}")
+    if cfg.prompt < 0:
+        raise EvalError(f"--prompt must be >= 0 (steps of a demonstration), got {cfg.prompt}")
     if not cfg.temperature >= 0:
         raise EvalError(f"--temperature must be >= 0 (0 decodes greedily), got {cfg.temperature}")
     if cfg.prompt < 0 or (cfg.prompt and cfg.policy != "agent"):
