@@ -36,19 +36,21 @@ SUITES: dict[str, Suite] = {
     # Every domain, sized for a 2-core CPU in <= 30 minutes (measured: README). The recipe is what the
     # distillation ablations picked (DEVELOPERS.md, "Distillation recipe"): one slot per observation
     # (state vector z-scored per task, image through a conv encoder), a short memory (1 cartpole timestep,
-    # 2 of Meta-World, 4 frames of Pong and the maze), hidden actions, HL-Gauss action loss with the
-    # expectation decoded, rare discrete actions up-weighted, DART noise on Meta-World, and most windows
-    # for cartpole (the task that needs the most samples).
+    # 2 of Meta-World, 8 frames of Pong, 4 of the maze), hidden actions, HL-Gauss action loss with the
+    # expectation decoded, the loss averaged per timestep (not per action token), rare discrete actions
+    # up-weighted, DART noise on Meta-World, and most windows for cartpole (the task that needs the most samples).
     "quick": Suite(
         description="5 tasks (every domain), tiny model, CPU-sized: under 30 minutes on 2 cores",
         episodes={"atari-pong": 12, "memorymaze-9x9": 10, "dmc-cartpole-swingup": 100, "metaworld-reach": 100,
                   "metaworld-drawer-open": 100},
         action_noise={"metaworld-reach": 0.2, "metaworld-drawer-open": 0.2},
-        train=dict(config="tiny", steps=1000, batch=320, context=12, max_timesteps=4,
-                   task_timesteps={"dmc-cartpole-swingup": 1, "metaworld-reach": 2, "metaworld-drawer-open": 2},
+        train=dict(config="tiny", steps=1400, batch=320, context=24, max_timesteps=4,
+                   task_timesteps={"dmc-cartpole-swingup": 1, "metaworld-reach": 2, "metaworld-drawer-open": 2,
+                                   "atari-pong": 8},
                    lr=1e-3, warmup=50, eval_every=200, ckpt_every=250, prompt_prob=0.0, hide_actions=True,
-                   obs_encoding="vector", obs_norm="zscore", action_loss="hlgauss", balance_actions=0.5,
-                   task_weights={"atari-pong": 0.5, "memorymaze-9x9": 0.25, "dmc-cartpole-swingup": 3.0}),
+                   obs_encoding="vector", obs_norm="zscore", action_loss="hlgauss", balance_actions=0.75,
+                   loss_unit="timestep",
+                   task_weights={"atari-pong": 0.4, "memorymaze-9x9": 0.25, "dmc-cartpole-swingup": 5.0}),
         eval_episodes=20, video_frames=200),
     # The whole suite, sized for one GPU (or several with torchrun): see README for time and memory. The
     # quick suite's recipe at GPU scale: more data, a wider model, more windows per step, and a longer
@@ -59,7 +61,8 @@ SUITES: dict[str, Suite] = {
         action_noise={t: 0.2 for t in envs.TASKS if envs.get_task(t).domain == "metaworld"},
         train=dict(config="small", steps=20_000, batch=1024, context=24, max_timesteps=8, lr=3e-4, warmup=1000,
                    eval_every=1000, ckpt_every=1000, prompt_prob=0.0, workers=4, hide_actions=True,
-                   obs_encoding="vector", obs_norm="zscore", action_loss="hlgauss", balance_actions=0.5),
+                   obs_encoding="vector", obs_norm="zscore", action_loss="hlgauss", balance_actions=0.75,
+                   loss_unit="timestep"),
         eval_episodes=50, video_frames=250),
 }
 
