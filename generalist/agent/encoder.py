@@ -66,6 +66,11 @@ class Inputs:
         return Inputs(self.tokens[start:stop], self.local[start:stop], self.loss_mask[start:stop],
                       *(getattr(self, f)[:0] for f in _FIELDS[3:]))
 
+    def head(self, n: int) -> Inputs:
+        """The first n slots; the dropped ones must hold plain tokens (embedding rows stay whole)."""
+        self.slots(n, len(self))  # refuses a dropped image/vector slot
+        return Inputs(self.tokens[:n], self.local[:n], self.loss_mask[:n], *(getattr(self, f) for f in _FIELDS[3:]))
+
 
 _FIELDS = ("tokens", "local", "loss_mask", "patches", "patch_pos", "vectors", "frames")
 

@@ -156,9 +156,7 @@ class AgentPolicy:
         if fresh:
             self.rebuilds += 1
             logits, self.cache, fed = self._run(self.prompt + self.history + [cur] + ahead, None, n_ahead + 1)
-            n = len(fed) - n_ahead  # what the model was fed up to this step's separator
-            self.fed = Inputs(fed.tokens[:n], fed.local[:n], fed.loss_mask[:n], fed.patches, fed.patch_pos,
-                              fed.vectors, fed.frames)
+            self.fed = fed.head(len(fed) - n_ahead)  # what the model was fed up to this step's separator
         else:
             logits, self.cache, _ = self._run(([self.pending] if self.pending else []) + [cur] + ahead, self.cache,
                                               n_ahead + 1)

@@ -55,6 +55,8 @@ class EvalConfig:
 
 @functools.lru_cache(maxsize=8)
 def _cached_agent(ckpt: str, task: str, temperature: float = 0.0, prompt: int = 0):
+    """One agent per (checkpoint, task, temperature, prompt): `prompt` is only a key, so an agent that
+    carries a demonstration prompt is never reused without one."""
     from generalist.agent.policy import AgentPolicy
 
     return AgentPolicy.from_checkpoint(Path(ckpt), task, temperature=temperature)
