@@ -9,12 +9,18 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from generalist import envs
+from generalist.datasets.layout import serialize_space
 
 
 @pytest.mark.parametrize("task", envs.task_names())
 def test_reset_and_step(task):
     env = envs.make(task)
     try:
+        # the registry declares the spaces without a simulator (training compares datasets with them)
+        spec = envs.get_task(task)
+        assert serialize_space(env.observation_space) == serialize_space(spec.observation_space)
+        assert serialize_space(env.action_space) == serialize_space(spec.action_space)
+        assert env.action_space is not spec.action_space  # seeding an env's space leaves the spec's alone
         obs, _ = env.reset(seed=3)
         assert env.observation_space.contains(obs)
         for _ in range(10):

@@ -166,22 +166,22 @@ def data_spec(tasks) -> dict[str, Any]:
 
 
 def check_specs(tasks) -> None:
-    """Refuse datasets whose spaces contradict the registered task of the same name."""
+    """Refuse datasets whose spaces contradict the registered task of the same name.
+
+    Compares with the spaces the registry declares: no env is built and no simulator imported, so
+    training runs where only torch, numpy, h5py, safetensors, tqdm and gymnasium are installed."""
     from generalist import envs
     from generalist.datasets.layout import serialize_space
 
     for name, td in tasks.items():
         if name not in envs.TASKS:
             continue
-        env = envs.make(name)
-        try:
-            for what, ours, theirs in (("observation", env.observation_space, td.observation_space),
-                                       ("action", env.action_space, td.action_space)):
-                if serialize_space(ours) != serialize_space(theirs):
-                    raise DatasetError(f"dataset {td.path} stores {what} space {theirs}, but task {name} "
-                                       f"has {ours}; re-collect it with this version")
-        finally:
-            env.close()
+        spec = envs.TASKS[name]
+        for what, ours, theirs in (("observation", spec.observation_space, td.observation_space),
+                                   ("action", spec.action_space, td.action_space)):
+            if serialize_space(ours) != serialize_space(theirs):
+                raise DatasetError(f"dataset {td.path} stores {what} space {theirs}, but task {name} "
+                                   f"has {ours}; re-collect it with this version")
 
 
 def train(cfg: TrainConfig, resume: bool = False,

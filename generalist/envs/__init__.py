@@ -1,6 +1,8 @@
 """Task registry: one gymnasium API across Atari, Memory Maze, DM Control and Meta-World.
 
-Domain modules are imported lazily so that, e.g., an Atari-only run never imports MuJoCo.
+Importing the registry imports no simulator: each domain module declares its spaces without one and
+imports its simulator when an env is first built, so that, e.g., an Atari-only run never imports MuJoCo
+and training (which only compares datasets with the declared spaces) needs no simulator at all.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from generalist.envs import atari, dmc, maze, meta_world
 from generalist.envs.spec import TaskSpec, describe_space
 from generalist.errors import GeneralistError
 
@@ -23,17 +26,18 @@ def _factory(module: str, cls: str):
 
 def _atari(game: str, task: str) -> TaskSpec:
     return TaskSpec(f"atari-{task}", "atari", 27_000, f"atari-{task}-ram",
-                    _factory("atari", "AtariEnv"), {"game": game})
+                    _factory("atari", "AtariEnv"), *atari.spaces(game), {"game": game})
 
 
 def _dmc(domain: str, task: str, expert: str) -> TaskSpec:
     return TaskSpec(f"dmc-{domain}-{task}", "dmc", 1000, expert, _factory("dmc", "DMCEnv"),
-                    {"domain": domain, "task": task})
+                    *dmc.spaces(domain, task), {"domain": domain, "task": task})
 
 
 def _metaworld(task: str) -> TaskSpec:
     return TaskSpec(f"metaworld-{task}", "metaworld", 500, f"metaworld-{task}-scripted",
-                    _factory("meta_world", "MetaWorldEnv"), {"task": task}, success_key="success")
+                    _factory("meta_world", "MetaWorldEnv"), *meta_world.spaces(), {"task": task},
+                    success_key="success")
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -42,7 +46,7 @@ TASKS: dict[str, TaskSpec] = {
         _atari("Pong", "pong"),
         _atari("Breakout", "breakout"),
         TaskSpec("memorymaze-9x9", "memorymaze", 1000, "memorymaze-planner",
-                 _factory("maze", "MemoryMazeEnv"), {"size": 9}),
+                 _factory("maze", "MemoryMazeEnv"), *maze.spaces(), {"size": 9}),
         _dmc("cartpole", "swingup", "dmc-cartpole-energy-lqr"),
         _dmc("reacher", "easy", "dmc-reacher-pd"),
         _dmc("walker", "walk", "dmc-walker-sac"),
@@ -100,21 +104,17 @@ for _name in TASKS:
 
 
 def describe(name: str) -> dict[str, Any]:
-    """The JSON description `generalist envs --json` prints for one task."""
+    """The JSON description `generalist envs --json` prints for one task (declared spaces: no env is built)."""
     spec = get_task(name)
-    env = make(name)
-    try:
-        return {
-            "name": spec.name,
-            "domain": spec.domain,
-            "observation": describe_space(env.observation_space),
-            "action": describe_space(env.action_space),
-            "max_episode_steps": spec.max_episode_steps,
-            "expert": spec.expert,
-            "success_key": spec.success_key,
-        }
-    finally:
-        env.close()
+    return {
+        "name": spec.name,
+        "domain": spec.domain,
+        "observation": describe_space(spec.observation_space),
+        "action": describe_space(spec.action_space),
+        "max_episode_steps": spec.max_episode_steps,
+        "expert": spec.expert,
+        "success_key": spec.success_key,
+    }
 
 
 __all__ = ["TASKS", "TaskSpec", "UnknownTaskError", "describe", "get_task", "gym_id", "make", "task_names"]

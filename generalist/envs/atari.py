@@ -9,24 +9,35 @@ from __future__ import annotations
 
 from typing import Any
 
-import ale_py
 import gymnasium as gym
-import numpy as np
 from gymnasium.wrappers import AtariPreprocessing
 
 from generalist.envs.base import TaskEnv
-
-gym.register_envs(ale_py)
+from generalist.envs.spec import discrete_actions, image_space, require_same
 
 STICKY_ACTION_PROB = 0.25
 FRAME_SKIP = 4
 SCREEN = 84
+MINIMAL_ACTIONS = {"Pong": 6, "Breakout": 4}  # ALE's minimal action set per game (checked on construction)
+
+
+def spaces(game: str) -> tuple[gym.spaces.Dict, gym.spaces.Discrete]:
+    """The observation and action spaces of one game, without importing ale_py."""
+    return image_space(SCREEN, SCREEN, 1), discrete_actions(MINIMAL_ACTIONS[game])
+
+
+def _register_ale() -> None:
+    """Import ale_py on first use and register its `ALE/...` ids with gymnasium."""
+    import ale_py
+
+    gym.register_envs(ale_py)
 
 
 class AtariEnv(TaskEnv):
     """One ALE game; observation {'image': (84, 84, 1) uint8}, minimal action set."""
 
     def __init__(self, game: str, max_episode_steps: int = 27_000, render_mode: str | None = None):
+        _register_ale()
         base = gym.make(
             f"ALE/{game}-v5",
             frameskip=1,
@@ -42,10 +53,8 @@ class AtariEnv(TaskEnv):
         self.game = game
         self.render_mode = render_mode
         self.max_episode_steps = max_episode_steps
-        self.observation_space = gym.spaces.Dict(
-            {"image": gym.spaces.Box(0, 255, (SCREEN, SCREEN, 1), np.uint8)}
-        )
-        self.action_space = gym.spaces.Discrete(int(self._env.action_space.n))
+        self.observation_space, self.action_space = spaces(game)
+        require_same(f"atari {game} actions", self.action_space.n, int(self._env.action_space.n))
         self.ale = base.unwrapped.ale
         self.action_meanings = base.unwrapped.get_action_meanings()
         self._t = 0

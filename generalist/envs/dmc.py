@@ -9,27 +9,45 @@ import numpy as np
 
 from generalist.envs.base import TaskEnv
 from generalist.envs.rendering import configure_headless_gl, fast_render_settings
+from generalist.envs.spec import box_actions, require_same, state_space
 
-configure_headless_gl()
+# (domain, task) -> (state size, action size): dm_control's flattened observation and its action spec.
+# Declared so that the spaces are known without importing dm_control; DMCEnv checks them on construction.
+SIZES: dict[tuple[str, str], tuple[int, int]] = {
+    ("cartpole", "swingup"): (5, 1),
+    ("reacher", "easy"): (6, 2),
+    ("walker", "walk"): (24, 6),
+}
 
-from dm_control import suite  # noqa: E402
+
+def spaces(domain: str, task: str) -> tuple[gym.spaces.Dict, gym.spaces.Box]:
+    """The observation and action spaces of `domain/task`, without importing dm_control."""
+    n_obs, n_act = SIZES[(domain, task)]
+    return state_space(n_obs), box_actions(n_act)
+
+
+def _suite() -> Any:
+    """dm_control.suite, imported on first use (after choosing a headless GL backend)."""
+    configure_headless_gl()
+    from dm_control import suite
+
+    return suite
 
 
 class DMCEnv(TaskEnv):
     """dm_control `domain/task`; observation {'state': float32 (n,)}, actions in [-1, 1]."""
 
     def __init__(self, domain: str, task: str, render_mode: str | None = None, render_size: int = 64):
-        self._env = suite.load(domain, task, task_kwargs={"random": 0})
+        self._env = _suite().load(domain, task, task_kwargs={"random": 0})
         self.domain, self.task_name = domain, task
         self.render_mode = render_mode
         self.render_size = render_size
         spec = self._env.action_spec()
         self._low, self._high = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
+        self.observation_space, self.action_space = spaces(domain, task)
         n = sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
-        self.observation_space = gym.spaces.Dict(
-            {"state": gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)}
-        )
-        self.action_space = gym.spaces.Box(-1.0, 1.0, spec.shape, np.float32)
+        require_same(f"dmc {domain}/{task} state", self.observation_space["state"].shape[0], n)
+        require_same(f"dmc {domain}/{task} action", self.action_space.shape[0], int(np.prod(spec.shape)))
         fast_render_settings(self._env.physics.model)
         self._t = 0
 

@@ -9,20 +9,32 @@ import numpy as np
 
 from generalist.envs.base import TaskEnv
 from generalist.envs.rendering import configure_headless_gl
-
-configure_headless_gl()
-
-from memory_maze import tasks as mm_tasks  # noqa: E402
-
-from generalist.envs.maze_speedups import apply_speedups, unwrap  # noqa: E402
+from generalist.envs.spec import discrete_actions, image_space, require_same
 
 PRIVILEGED_KEYS = ("agent_pos", "agent_dir", "targets_pos", "targets_vec", "target_pos", "target_vec",
                    "maze_layout")
 ACTION_NAMES = ("noop", "forward", "left", "right", "forward_left", "forward_right")
+IMAGE = (64, 64, 3)  # memory-maze's default image observation
+
+
+def spaces() -> tuple[gym.spaces.Dict, gym.spaces.Discrete]:
+    """The observation and action spaces of every maze size, without importing memory_maze."""
+    return image_space(*IMAGE), discrete_actions(len(ACTION_NAMES))
+
+
+def _speedups() -> Any:
+    """generalist.envs.maze_speedups (imports dm_control), on first use after choosing a GL backend."""
+    configure_headless_gl()
+    from generalist.envs import maze_speedups
+
+    return maze_speedups
 
 
 def make_upstream(size: int = 9, seed: int | None = None) -> Any:
     """Upstream's `memory_maze.tasks.memory_maze_<size>x<size>(seed=seed, global_observables=True)`."""
+    configure_headless_gl()
+    from memory_maze import tasks as mm_tasks
+
     factory = getattr(mm_tasks, f"memory_maze_{size}x{size}")
     return factory(seed=seed, global_observables=True)
 
@@ -35,7 +47,7 @@ def reseed(env: Any, seed: int) -> None:
     redraw the maze seed, and give the arena a fresh labmaze generator with it; the next reset() is
     then upstream's first reset for `seed` (checked image-for-image in tests/test_maze.py).
     """
-    core = unwrap(env)
+    core = _speedups().unwrap(env)
     core.random_state.seed(seed)
     arena = core.task._maze_arena
     old = arena._maze
@@ -65,13 +77,13 @@ class MemoryMazeEnv(TaskEnv):
         self.speedups = speedups
         self._env = None
         self._ts = None
-        self.observation_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
-        self.action_space = gym.spaces.Discrete(6)
+        self.observation_space, self.action_space = spaces()
 
     def _build(self, seed: int) -> None:
         self._env = make_upstream(self.size, seed)
+        require_same("memory-maze image", IMAGE, tuple(self._env.observation_spec()["image"].shape))
         if self.speedups:
-            apply_speedups(self._env)
+            _speedups().apply_speedups(self._env)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -104,7 +116,7 @@ class MemoryMazeEnv(TaskEnv):
         """Maze layout (1 = free, [0, 0] bottom-left), agent and target positions in grid units (expert-only)."""
         obs = self._ts.observation
         out = {k: np.asarray(obs[k]) for k in PRIVILEGED_KEYS if k in obs}
-        out["target_index"] = int(unwrap(self._env).task._current_target_ix)
+        out["target_index"] = int(_speedups().unwrap(self._env).task._current_target_ix)
         return out
 
     def close(self):

@@ -13,10 +13,22 @@ import numpy as np
 
 from generalist.envs.base import TaskEnv
 from generalist.envs.rendering import configure_headless_gl, fast_render_settings
+from generalist.envs.spec import box_actions, require_same, state_space
 
-configure_headless_gl()
+STATE_SIZE, ACTION_SIZE = 39, 4  # every v3 task: hand, gripper, two objects, goal (x2 frames); xyz + grip
 
-import metaworld  # noqa: E402
+
+def spaces() -> tuple[gym.spaces.Dict, gym.spaces.Box]:
+    """The observation and action spaces of every Meta-World task, without importing metaworld."""
+    return state_space(STATE_SIZE), box_actions(ACTION_SIZE)
+
+
+def _metaworld() -> Any:
+    """The metaworld package, imported on first use (after choosing a headless GL backend)."""
+    configure_headless_gl()
+    import metaworld
+
+    return metaworld
 
 
 class MetaWorldEnv(TaskEnv):
@@ -24,7 +36,7 @@ class MetaWorldEnv(TaskEnv):
 
     def __init__(self, task: str, render_mode: str | None = None, render_size: int = 64):
         env_id = f"{task}-v3-goal-observable"
-        cls = metaworld.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[env_id]
+        cls = _metaworld().ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[env_id]
         self._env = cls(
             seed=0,
             render_mode="rgb_array" if render_mode == "rgb_array" else None,
@@ -40,11 +52,10 @@ class MetaWorldEnv(TaskEnv):
         self.task_name = task
         self.render_mode = render_mode
         self.max_episode_steps = int(self._env.max_path_length)
-        self.observation_space = gym.spaces.Dict(
-            {"state": gym.spaces.Box(-np.inf, np.inf, (39,), np.float32)}
-        )
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
-        self._last_obs = np.zeros(39)
+        self.observation_space, self.action_space = spaces()
+        require_same(f"metaworld {task} state", STATE_SIZE, self._env.observation_space.shape[0])
+        require_same(f"metaworld {task} action", ACTION_SIZE, self._env.action_space.shape[0])
+        self._last_obs = np.zeros(STATE_SIZE)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

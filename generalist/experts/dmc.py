@@ -6,11 +6,15 @@ Reacher: Jacobian-transpose PD on the finger-to-target vector.
 
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
 from generalist.envs.base import TaskEnv
+from generalist.envs.rendering import configure_headless_gl
 from generalist.experts.base import Policy
+
+configure_headless_gl()  # mujoco picks its GL backend when imported
+
+import mujoco  # noqa: E402
 
 
 def _lqr_gain(A: np.ndarray, B: np.ndarray, Q: np.ndarray, R: np.ndarray, iters: int = 2000) -> np.ndarray:
