@@ -315,8 +315,10 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
         return {"val_loss": all_tot / max(all_n, 1), "val_action_acc": all_correct / max(all_n, 1), **out}
 
     model.train()
+    t_prev = time.perf_counter()  # end of the previous step (its logging and checkpoint excluded)
     for batch in loader:
         batch = to_dev(batch)
+        data_s = time.perf_counter() - t_prev  # waiting on the DataLoader (and the copy to the device)
         with amp:
             loss_sum, correct, n, wsum = action_loss(fwd, batch, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma)
         stats = torch.tensor([float(n), float(correct), float(loss_sum.detach()), wsum], device=device)
@@ -329,11 +331,17 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
         optimizer.step()
         scheduler.step()
         step += 1
-        tokens_seen += int((batch["segments"] > 0).sum()) * world  # real slots, not padding
+        slots = int((batch["segments"] > 0).sum()) * world  # real slots, not padding
+        tokens_seen += slots
         loss_v = float(stats[2]) / w_global
-        rate = tokens_seen / (time.perf_counter() - t0)
+        gnorm_v = float(gnorm)  # waits for the device: the step's time is measured after it
+        now = time.perf_counter()
+        rate = tokens_seen / (now - t0)
+        # step_s, data_s, slots and action_tokens let scripts/gpu_check.py compute throughput, MFU and
+        # the share of step time spent waiting on the DataLoader
         log = {"step": step, "loss": loss_v, "action_acc": float(stats[1]) / n_global, "lr": scheduler.get_last_lr()[0],
-               "grad_norm": float(gnorm), "tokens_per_s": rate}
+               "grad_norm": gnorm_v, "tokens_per_s": rate, "step_s": now - t_prev, "data_s": data_s,
+               "slots": slots, "action_tokens": int(stats[0])}
         if rank == 0:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_v:.3f}", tok_s=f"{rate:.0f}")
@@ -350,6 +358,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
                 checkpoint.save(run_dir, step, model, optimizer, scheduler, meta, cfg.keep_last)
         if world > 1 and (step % cfg.ckpt_every == 0):
             dist.barrier()
+        t_prev = time.perf_counter()
     bar.close()
     if run is not None:
         run.finish()
