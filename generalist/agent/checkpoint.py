@@ -45,6 +45,11 @@ def _manifest(ckpt: Path) -> dict[str, dict[str, Any]]:
             if f.is_file() and f.name != MANIFEST}
 
 
+def write_manifest(ckpt: Path) -> None:
+    """Record the size and SHA-256 of every file of a checkpoint directory (what `problem` verifies)."""
+    (Path(ckpt) / MANIFEST).write_text(json.dumps(_manifest(Path(ckpt)), indent=1))
+
+
 def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler, meta: dict[str, Any],
          keep_last: int = KEEP_LAST) -> Path:
     """Write RUN/checkpoints/step_<n>/ under a temporary name, rename it, point `latest` at it, then
@@ -67,7 +72,7 @@ def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler,
         "step": step,
     }, tmp / "train_state.pt")
     (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=1))
-    (tmp / MANIFEST).write_text(json.dumps(_manifest(tmp), indent=1))
+    write_manifest(tmp)
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
