@@ -7,7 +7,6 @@ and training (which only compares datasets with the declared spaces) needs no si
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import gymnasium as gym
@@ -17,26 +16,19 @@ from generalist.envs.spec import TaskSpec, describe_space
 from generalist.errors import GeneralistError
 
 
-def _factory(module: str, cls: str):
-    def make(**kwargs: Any) -> gym.Env:
-        return getattr(importlib.import_module(f"generalist.envs.{module}"), cls)(**kwargs)
-
-    return make
-
-
 def _atari(game: str, task: str) -> TaskSpec:
     return TaskSpec(f"atari-{task}", "atari", 27_000, f"atari-{task}-ram",
-                    _factory("atari", "AtariEnv"), *atari.spaces(game), {"game": game})
+                    atari.AtariEnv, *atari.spaces(game), {"game": game})
 
 
 def _dmc(domain: str, task: str, expert: str) -> TaskSpec:
-    return TaskSpec(f"dmc-{domain}-{task}", "dmc", 1000, expert, _factory("dmc", "DMCEnv"),
+    return TaskSpec(f"dmc-{domain}-{task}", "dmc", 1000, expert, dmc.DMCEnv,
                     *dmc.spaces(domain, task), {"domain": domain, "task": task})
 
 
 def _metaworld(task: str) -> TaskSpec:
     return TaskSpec(f"metaworld-{task}", "metaworld", 500, f"metaworld-{task}-scripted",
-                    _factory("meta_world", "MetaWorldEnv"), *meta_world.spaces(), {"task": task},
+                    meta_world.MetaWorldEnv, *meta_world.spaces(), {"task": task},
                     success_key="success")
 
 
@@ -46,7 +38,7 @@ TASKS: dict[str, TaskSpec] = {
         _atari("Pong", "pong"),
         _atari("Breakout", "breakout"),
         TaskSpec("memorymaze-9x9", "memorymaze", 1000, "memorymaze-planner",
-                 _factory("maze", "MemoryMazeEnv"), *maze.spaces(), {"size": 9}),
+                 maze.MemoryMazeEnv, *maze.spaces(), {"size": 9}),
         _dmc("cartpole", "swingup", "dmc-cartpole-energy-lqr"),
         _dmc("reacher", "easy", "dmc-reacher-pd"),
         _dmc("walker", "walk", "dmc-walker-sac"),
