@@ -1,12 +1,15 @@
 """Training needs no simulator: `generalist train` runs where MuJoCo, dm-control, Meta-World, memory-maze
 and ALE cannot be imported, both installed and from a bare copy of the source tree.
 
-The packages are installed here, so they are hidden instead: a `sitecustomize.py` (which Python imports
-at start-up from the first directory on PYTHONPATH holding one) puts a finder at the front of
-`sys.meta_path` that refuses them, and the extras training must not need either (wandb, matplotlib,
-Pillow, OpenCV, the old gym, Minari). It records every refused import and writes them, with the file
-`generalist` was loaded from, to a JSON file when the process exits. DataLoader workers are forked and
-inherit the finder.
+The packages are installed here, so they are hidden instead, two ways:
+- installed package: a `sitecustomize.py` (which Python imports at start-up from the first directory on
+  PYTHONPATH holding one) puts a finder at the front of `sys.meta_path` that refuses them, and the extras
+  training must not need either (wandb, matplotlib, Pillow, OpenCV, the old gym, Minari). It records every
+  refused import and writes them to a JSON file when the process exits. DataLoader workers are forked
+  and inherit the finder.
+- bare checkout: `python -S` (no site-packages, no .pth files, so no editable install of generalist)
+  with PYTHONPATH = a copy of the source tree + a folder linking only torch, numpy, h5py, safetensors,
+  tqdm, gymnasium and what they require from this virtualenv: every other package is simply absent.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
 
 import generalist
@@ -44,9 +48,6 @@ class _Refuse:
 
 
 sys.meta_path.insert(0, _Refuse())
-if os.environ.get("SIMFREE_NOT_INSTALLED"):
-    # also forget the editable install of generalist: only the copy on PYTHONPATH may be found
-    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
 
 
 @atexit.register
@@ -68,7 +69,7 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def _blocked_train(tmp: Path, pythonpath: str, data: Path, not_installed: bool) -> tuple[subprocess.CompletedProcess, dict]:
+def _blocked_train(tmp: Path, pythonpath: str, data: Path) -> tuple[subprocess.CompletedProcess, dict]:
     """`python -m generalist train` in a fresh process with the blocker on PYTHONPATH; its result and report."""
     hook = tmp / "hook"
     hook.mkdir()
@@ -76,7 +77,7 @@ def _blocked_train(tmp: Path, pythonpath: str, data: Path, not_installed: bool) 
     report = tmp / "report.json"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONPATH=f"{hook}{os.pathsep}{pythonpath}", SIMFREE_BLOCK=",".join(SIMULATORS + EXTRAS),
-               SIMFREE_REPORT=str(report), SIMFREE_NOT_INSTALLED="1" if not_installed else "")
+               SIMFREE_REPORT=str(report))
     res = subprocess.run([sys.executable, "-m", "generalist", "train", "--data", str(data), "--out", str(tmp / "run"), *ARGS],
                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp)
     return res, (json.loads(report.read_text()) if report.exists() else {})
@@ -96,23 +97,50 @@ def test_blocker_blocks(tmp_path):
 
 def test_train_without_simulators(data, tmp_path):
     """The installed package trains with every simulator (and extra) unimportable, and tries none."""
-    res, report = _blocked_train(tmp_path, str(SOURCE), data, not_installed=False)
+    res, report = _blocked_train(tmp_path, str(SOURCE), data)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "done:" in res.stdout
     assert not [n for n in report["refused"] if n.split(".")[0] in SIMULATORS], report
     assert (tmp_path / "run" / "checkpoints" / "step_00000003" / "model.safetensors").exists()
 
 
+# A torch-only node: what training needs, what gymnasium adds, and torch's own requirements.
+ONLY = ("torch", "torchgen", "functorch", "numpy", "h5py", "safetensors", "tqdm", "gymnasium", "cloudpickle",
+        "farama_notifications", "typing_extensions", "filelock", "setuptools", "sympy", "mpmath", "networkx",
+        "jinja2", "markupsafe", "fsspec")
+
+
+def _torch_only_site(where: Path) -> Path:
+    """A folder of links to ONLY's packages (with their .libs and .dist-info) in this virtualenv."""
+    site = Path(numpy.__file__).resolve().parents[1]  # site-packages
+    where.mkdir()
+    for entry in site.iterdir():
+        stem = entry.name.split("-")[0].removesuffix(".libs").removesuffix(".py")
+        if stem in ONLY:
+            (where / entry.name).symlink_to(entry)
+    return where
+
+
 def test_train_from_a_bare_checkout(data, tmp_path):
-    """`python -m generalist train` from a copy of the source tree on PYTHONPATH, the installed package
-    hidden, simulators blocked: what a cluster node with torch (no `pip install -e .`) runs."""
+    """`python -S -m generalist train` from a copy of the source tree, only torch, numpy, h5py, safetensors,
+    tqdm and gymnasium (and their requirements) on the path: a cluster node without `pip install -e .`."""
     checkout = tmp_path / "checkout"
     shutil.copytree(SOURCE / "generalist", checkout / "generalist",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    res, report = _blocked_train(tmp_path, str(checkout), data, not_installed=True)
+    site = _torch_only_site(tmp_path / "site")
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+           "PYTHONPATH": f"{checkout}{os.pathsep}{site}"}
+    probe = "import generalist, importlib.util as u; print(generalist.__file__); print([m for m in %r if u.find_spec(m)])"
+    res = subprocess.run([sys.executable, "-S", "-c", probe % (SIMULATORS + EXTRAS,)], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=60)
+    assert res.returncode == 0, res.stderr
+    where, found = res.stdout.splitlines()
+    assert Path(where).resolve().is_relative_to(checkout.resolve()) and found == "[]", res.stdout
+    res = subprocess.run([sys.executable, "-S", "-m", "generalist", "train", "--data", str(data), "--out",
+                          str(tmp_path / "run"), *ARGS], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert Path(report["generalist"]).resolve().is_relative_to(checkout.resolve()), report
-    assert not [n for n in report["refused"] if n.split(".")[0] in SIMULATORS], report
+    assert (tmp_path / "run" / "checkpoints" / "step_00000003" / "model.safetensors").exists()
 
 
 def test_envs_lists_tasks_without_simulators(tmp_path):
