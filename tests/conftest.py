@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -21,3 +23,22 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subpro
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# A torch-only node (a GPU cluster's training image): what training needs, what gymnasium adds, and
+# torch's own requirements.
+TORCH_ONLY = ("torch", "torchgen", "functorch", "numpy", "h5py", "safetensors", "tqdm", "gymnasium", "cloudpickle",
+              "farama_notifications", "typing_extensions", "filelock", "setuptools", "sympy", "mpmath", "networkx",
+              "jinja2", "markupsafe", "fsspec")
+
+
+def torch_only_site(where: Path) -> Path:
+    """A folder of links to TORCH_ONLY's packages (with their .libs and .dist-info) in this virtualenv:
+    with `python -S` and PYTHONPATH pointing here, every other installed package is absent."""
+    site = Path(numpy.__file__).resolve().parents[1]  # site-packages
+    where.mkdir()
+    for entry in site.iterdir():
+        stem = entry.name.split("-")[0].removesuffix(".libs").removesuffix(".py")
+        if stem in TORCH_ONLY:
+            (where / entry.name).symlink_to(entry)
+    return where

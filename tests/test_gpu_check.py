@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import torch_only_site
 
 from generalist.agent import checkpoint, ckpt_shards
 from generalist.agent.flops import block_params, peak_bf16, step_flops
@@ -29,8 +30,14 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def _check(data: Path, tmp: Path, *flags: str) -> subprocess.CompletedProcess:
+def _check(data: Path, tmp: Path, *flags: str, torch_only: bool = False) -> subprocess.CompletedProcess:
+    """scripts/gpu_check.sh --dry-run; torch_only: under `python -S` with only the device's packages."""
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp / "out")}
+    if torch_only:
+        python = tmp / "python-S"
+        python.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+        python.chmod(0o755)
+        env.update(PYTHON=str(python), PYTHONPATH=str(torch_only_site(tmp / "site")))
     return subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--dry-run", "--data", str(data),
                            "--work", str(tmp / "work"), *flags], capture_output=True, text=True, env=env,
                           timeout=900, cwd=tmp)
@@ -44,7 +51,8 @@ def _returned(out: Path) -> list[Path]:
 
 
 def test_dry_run_then_eval_the_returned_checkpoint(data, tmp_path, cli):
-    res = _check(data, tmp_path, "--modes", "eager")
+    """The dry run where only the GPU machine's packages exist, then, here, eval of what it returned."""
+    res = _check(data, tmp_path, "--modes", "eager", torch_only=True)
     assert res.returncode == 0, res.stderr[-3000:]
     out = tmp_path / "out"
     _returned(out)

@@ -21,8 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy
 import pytest
+from conftest import torch_only_site
 
 import generalist
 from generalist.datasets.collect import CollectConfig, collect
@@ -104,30 +104,13 @@ def test_train_without_simulators(data, tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "step_00000003" / "model.safetensors").exists()
 
 
-# A torch-only node: what training needs, what gymnasium adds, and torch's own requirements.
-ONLY = ("torch", "torchgen", "functorch", "numpy", "h5py", "safetensors", "tqdm", "gymnasium", "cloudpickle",
-        "farama_notifications", "typing_extensions", "filelock", "setuptools", "sympy", "mpmath", "networkx",
-        "jinja2", "markupsafe", "fsspec")
-
-
-def _torch_only_site(where: Path) -> Path:
-    """A folder of links to ONLY's packages (with their .libs and .dist-info) in this virtualenv."""
-    site = Path(numpy.__file__).resolve().parents[1]  # site-packages
-    where.mkdir()
-    for entry in site.iterdir():
-        stem = entry.name.split("-")[0].removesuffix(".libs").removesuffix(".py")
-        if stem in ONLY:
-            (where / entry.name).symlink_to(entry)
-    return where
-
-
 def test_train_from_a_bare_checkout(data, tmp_path):
     """`python -S -m generalist train` from a copy of the source tree, only torch, numpy, h5py, safetensors,
     tqdm and gymnasium (and their requirements) on the path: a cluster node without `pip install -e .`."""
     checkout = tmp_path / "checkout"
     shutil.copytree(SOURCE / "generalist", checkout / "generalist",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    site = _torch_only_site(tmp_path / "site")
+    site = torch_only_site(tmp_path / "site")
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
            "PYTHONPATH": f"{checkout}{os.pathsep}{site}"}
     probe = "import generalist, importlib.util as u; print(generalist.__file__); print([m for m in %r if u.find_spec(m)])"
