@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gpu_check_"))
     t_start, rows = time.perf_counter(), []
+    result: dict[str, Any] = {"machine": info, "peak_bf16_tflops": peak / 1e12 if peak else None,
+                              "flops_formula": "6*N_blocks*S + 6*d*vocab*A + 12*L*d*T*S (generalist/agent/flops.py)",
+                              "data": args.data, "dry_run": args.dry_run, "runs": rows, "returned_checkpoint": None}
+
+    def write() -> str:
+        """Write what is known so far: a check killed by its time limit still returns the finished runs."""
+        result["total_s"] = time.perf_counter() - t_start
+        (out / "gpu_check.json").write_text(json.dumps(result, indent=1, default=str))
+        text = f"{info['gpu'] or 'CPU (dry run)'}, torch {info['torch']}, CUDA {info['cuda']}\n{table(rows)}\n"
+        (out / "gpu_check.txt").write_text(text)
+        return text
+
+    run_dirs: dict[tuple[str, str], Path] = {}
     try:
         for config in args.configs:
             for mode in args.modes:
@@ -175,26 +189,27 @@ def main(argv: list[str] | None = None) -> int:
                                  f"~{expected:.0f} s expected, --budget-s {args.budget_s:.0f})"})
                     continue
                 print(f"gpu_check: {config} {mode}, {args.steps} steps of {args.batch} windows", flush=True)
-                rows.append(run_one(args, torch, config, mode, work, peak))
+                try:
+                    row = run_one(args, torch, config, mode, work, peak)
+                except GeneralistError:
+                    raise  # bad data or flags: every run would fail the same way
+                except Exception as e:  # one failed run (an OOM, a compiler error) must not lose the rest
+                    traceback.print_exc()
+                    row = {"config": config, "mode": mode, "skipped": f"failed: {type(e).__name__}: {e}"[:500]}
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                run_dirs[(config, mode)] = Path(row.pop("run_dir", work / "none"))
+                rows.append(row)
                 print(table(rows[-1:]), flush=True)
+                write()
         done = [r for r in rows if "skipped" not in r]
         back = [r for r in done if r["config"] == args.configs[0]][-1:] or done[-1:]
-        shards = []
         if back:
-            ckpt = checkpoint.latest(Path(back[0]["run_dir"]))
+            ckpt = checkpoint.latest(run_dirs[(back[0]["config"], back[0]["mode"])])
             shutil.rmtree(out / "checkpoint", ignore_errors=True)
-            shards = [str(p.relative_to(out)) for p in ckpt_shards.split(ckpt, out / "checkpoint")]
-        result = {"machine": info, "peak_bf16_tflops": peak / 1e12 if peak else None,
-                  "flops_formula": "6*N_blocks*S + 6*d*vocab*A + 12*L*d*T*S (generalist/agent/flops.py)",
-                  "data": args.data, "dry_run": args.dry_run, "runs": rows,
-                  "returned_checkpoint": {"from": f"{back[0]['config']}-{back[0]['mode']}", "files": shards} if back else None,
-                  "total_s": time.perf_counter() - t_start}
-        for r in rows:
-            r.pop("run_dir", None)
-        (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
-        text = f"{info['gpu'] or 'CPU (dry run)'}, torch {info['torch']}, CUDA {info['cuda']}\n{table(rows)}\n"
-        (out / "gpu_check.txt").write_text(text)
-        print(text + f"gpu_check: results in {out}", flush=True)
+            files = [str(p.relative_to(out)) for p in ckpt_shards.split(ckpt, out / "checkpoint")]
+            result["returned_checkpoint"] = {"from": f"{back[0]['config']}-{back[0]['mode']}", "files": files}
+        print(write() + f"gpu_check: results in {out}", flush=True)
     except GeneralistError as e:
         print(f"gpu_check: error: {e}", file=sys.stderr)
         return 2
