@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             files = [str(p.relative_to(out)) for p in ckpt_shards.split(ckpt, out / "checkpoint")]
             result["returned_checkpoint"] = {"from": f"{back[0]['config']}-{back[0]['mode']}", "files": files}
         print(write() + f"gpu_check: results in {out}", flush=True)
+        if not done:
+            print("gpu_check: error: no run finished (see above)", file=sys.stderr)
+            return 1
     except GeneralistError as e:
         print(f"gpu_check: error: {e}", file=sys.stderr)
         return 2
