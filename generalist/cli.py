@@ -210,7 +210,7 @@ def train_config(args: argparse.Namespace):
                       prompt_prob=args.prompt_prob, hide_actions=args.hide_actions,
                       obs_encoding=args.obs_encoding, obs_norm=args.obs_norm, max_timesteps=args.max_timesteps,
                       action_loss=args.action_loss, hl_sigma=args.hl_sigma, balance_actions=args.balance_actions, task_timesteps=timesteps,
-                      loss_unit=args.loss_unit)
+                      loss_unit=args.loss_unit, task_embedding=args.task_embedding)
     return cfg
 
 
@@ -365,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss-unit", choices=["token", "timestep"], default="token",
                    help="token (Gato): every action token counts once; timestep: a timestep's action tokens share "
                         "weight 1, so tasks with many action dimensions do not dominate")
+    t.add_argument("--task-embedding", action="store_true",
+                   help="add a learned embedding of the window's task to every slot (the model need not infer the task)")
     t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     t.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log to Weights & Biases (offline never uses the network)")

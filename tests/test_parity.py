@@ -28,12 +28,14 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("encoding,hide,memory", [("vector", True, K), ("vector", False, 0), ("tokens", True, 0)])
-def test_policy_feeds_what_training_windows_hold(data, tmp_path, encoding, hide, memory):
+@pytest.mark.parametrize("encoding,hide,memory,task_emb", [("vector", True, K, False), ("vector", True, K, True),
+                                                           ("vector", False, 0, False), ("tokens", True, 0, False)])
+def test_policy_feeds_what_training_windows_hold(data, tmp_path, encoding, hide, memory, task_emb):
     run = tmp_path / "run"
     context = 400 if encoding == "tokens" else 64
     train(TrainConfig(data=[str(data)], out=str(run), steps=1, batch=2, context=context, prompt_prob=0.0,
-                      obs_encoding=encoding, hide_actions=hide, max_timesteps=memory, eval_every=1000))
+                      obs_encoding=encoding, hide_actions=hide, max_timesteps=memory, eval_every=1000,
+                      task_embedding=task_emb))
     ck = checkpoint.latest(run)
     tasks = open_tasks([data])
     for task in TASKS:
@@ -58,7 +60,8 @@ def test_policy_feeds_what_training_windows_hold(data, tmp_path, encoding, hide,
         batch = collate([encode_window({"observations": obs, "actions": actions, "task": task}, enc)], context)
         with torch.no_grad():
             full, _ = model(shown_tokens(batch["tokens"], batch["loss_mask"], hide), batch["local_positions"],
-                            batch["patches"], batch["patch_pos"], vectors=batch["vectors"], frames=batch["frames"], segments=batch["segments"])
+                            batch["patches"], batch["patch_pos"], vectors=batch["vectors"], frames=batch["frames"],
+                            segments=batch["segments"], task_ids=batch["task_ids"])
         torch.testing.assert_close(full[0, n - 1], logits, rtol=1e-4, atol=1e-4)
 
 
@@ -68,7 +71,7 @@ def test_packed_windows_score_as_if_alone(data, tmp_path):
     run = tmp_path / "run"
     train(TrainConfig(data=[str(data)], out=str(run), steps=1, batch=2, context=32, prompt_prob=0.0,
                       obs_encoding="vector", max_timesteps=K, task_timesteps={"metaworld-reach": 2},
-                      eval_every=1000))
+                      eval_every=1000, task_embedding=True))
     ck = checkpoint.latest(run)
     tasks = open_tasks([data])
     steps = {"metaworld-reach": 2, "memorymaze-9x9": 3}
@@ -81,12 +84,12 @@ def test_packed_windows_score_as_if_alone(data, tmp_path):
         b = collate([samples[-1]], 32)
         with torch.no_grad():
             alone.append(policy.model(b["tokens"], b["local_positions"], vectors=b["vectors"], frames=b["frames"],
-                                      segments=b["segments"])[0][0, :len(samples[-1].inputs)])
+                                      segments=b["segments"], task_ids=b["task_ids"])[0][0, :len(samples[-1].inputs)])
     packed = collate(samples, 32)
     assert packed["tokens"].shape[0] < len(samples)  # rows are shared
     with torch.no_grad():
         logits, _ = policy.model(packed["tokens"], packed["local_positions"], vectors=packed["vectors"],
-                                 frames=packed["frames"], segments=packed["segments"])
+                                 frames=packed["frames"], segments=packed["segments"], task_ids=packed["task_ids"])
     found = 0
     for r in range(logits.shape[0]):
         for seg in packed["segments"][r].unique().tolist():

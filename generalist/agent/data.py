@@ -40,6 +40,7 @@ class Sample:
     inputs: Inputs              # the window's slots, unpadded
     task: str
     loss_weight: np.ndarray     # (slots,) float32: weight of each slot's action token in the loss
+    task_id: int = 0            # the task's index for task embeddings (TimestepEncoder.task_id)
 
 
 def encode_window(window: dict, encoder: TimestepEncoder, token_weights: dict[int, float] | None = None,
@@ -52,7 +53,7 @@ def encode_window(window: dict, encoder: TimestepEncoder, token_weights: dict[in
     if token_weights:
         for tok, wt in token_weights.items():
             weight[(w.tokens == tok) & w.loss_mask] *= wt
-    return Sample(w, window["task"], weight)
+    return Sample(w, window["task"], weight, encoder.task_id)
 
 
 def action_balance_weights(counts: np.ndarray, alpha: float) -> dict[int, float]:
@@ -91,6 +92,7 @@ def collate(samples: list[Sample], context: int) -> dict[str, torch.Tensor]:
     shape = (len(rows), context)
     tokens, local = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
     loss_mask, weight, segments = np.zeros(shape, bool), np.zeros(shape, np.float32), np.zeros(shape, np.int64)
+    task_ids = np.zeros(shape, np.int64)
     for r, row in enumerate(rows):
         at = 0
         for seg, i in enumerate(row, start=1):
@@ -98,6 +100,7 @@ def collate(samples: list[Sample], context: int) -> dict[str, torch.Tensor]:
             end = at + len(s.inputs)
             tokens[r, at:end], local[r, at:end] = s.inputs.tokens, s.inputs.local
             loss_mask[r, at:end], weight[r, at:end], segments[r, at:end] = s.inputs.loss_mask, s.loss_weight, seg
+            task_ids[r, at:end] = s.task_id
             at = end
     ins = [samples[i].inputs for i in order]
     return {
@@ -105,6 +108,7 @@ def collate(samples: list[Sample], context: int) -> dict[str, torch.Tensor]:
         "local_positions": torch.from_numpy(local),
         "loss_mask": torch.from_numpy(loss_mask),
         "segments": torch.from_numpy(segments),
+        "task_ids": torch.from_numpy(task_ids),
         "patches": torch.from_numpy(np.concatenate([i.patches for i in ins])),
         "patch_pos": torch.from_numpy(np.concatenate([i.patch_pos for i in ins])),
         "vectors": torch.from_numpy(np.concatenate([i.vectors for i in ins])),

@@ -124,8 +124,9 @@ class TimestepEncoder:
     """Observations and actions of one task -> `Inputs`, for training windows and for acting alike."""
 
     def __init__(self, layout: TimestepLayout, norm: ObsNorm | None = None, patch: int = 16,
-                 state_dim: int = 64, frame_size: int = 84):
+                 state_dim: int = 64, frame_size: int = 84, task_id: int = 0):
         self.layout, self.patch = layout, patch
+        self.task_id = task_id  # this task's row of the model's task embeddings (when it has them)
         self.norm = norm or ObsNorm("mulaw")
         self.state_dim, self.frame_size = state_dim, frame_size
         if layout.encoding == "vector" and layout.state_size > state_dim:
@@ -231,6 +232,12 @@ class TimestepEncoder:
 def encoders_for(meta: dict[str, Any], model_cfg) -> dict[str, TimestepEncoder]:
     """Each task's encoder as a checkpoint's metadata defines it (training and acting both use this)."""
     norms = meta.get("obs_norm", {})
+    ids = {t: i for i, t in enumerate(task_order(meta))}
     return {t: TimestepEncoder(TimestepLayout(**lay), ObsNorm.from_dict(norms[t]) if t in norms else None,
-                               model_cfg.patch_size, model_cfg.state_dim, model_cfg.frame_size)
+                               model_cfg.patch_size, model_cfg.state_dim, model_cfg.frame_size, ids[t])
             for t, lay in meta["layouts"].items()}
+
+
+def task_order(meta: dict[str, Any]) -> list[str]:
+    """The run's tasks in the order of the model's task embeddings (sorted names)."""
+    return sorted(meta["layouts"])

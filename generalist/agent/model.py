@@ -32,6 +32,7 @@ class ModelConfig:
     max_seq_len: int = 1024          # context, in slots (for the KV cache and checks)
     state_dim: int = 64              # "vector" encoding: state vectors are zero-padded to this size
     frame_size: int = 84             # "vector" encoding: images are zero-padded to frame_size x frame_size
+    n_tasks: int = 0                 # task embeddings (`--task-embedding`): one learned vector per task; 0: none, as Gato
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -169,6 +170,7 @@ class GatoModel(nn.Module):
         self.patch_col = nn.Embedding(cfg.max_patch_grid, cfg.n_embd)
         self.vector_embed = nn.Linear(cfg.state_dim, cfg.n_embd)
         self.frame_embed = FrameEncoder(cfg)
+        self.task_emb = nn.Embedding(cfg.n_tasks, cfg.n_embd) if cfg.n_tasks else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
@@ -192,12 +194,12 @@ class GatoModel(nn.Module):
 
     def embed(self, tokens: torch.Tensor, local_positions: torch.Tensor, patches: torch.Tensor | None = None,
               patch_pos: torch.Tensor | None = None, vectors: torch.Tensor | None = None,
-              frames: torch.Tensor | None = None) -> torch.Tensor:
+              frames: torch.Tensor | None = None, task_ids: torch.Tensor | None = None) -> torch.Tensor:
         """tokens, local_positions: (B, S); patches (N, C, p, p) and patch_pos (N, 2) fill, in
         row-major order over (B, S), the slots whose token is PATCH_TOKEN; vectors (M, state_dim) the
         VECTOR_TOKEN slots and frames (K, 3, F, F) uint8 the FRAME_TOKEN slots, in the same order.
         HIDDEN_TOKEN slots get a zero token embedding (their local position still tells which action
-        dimension comes next)."""
+        dimension comes next). A model with task embeddings adds task_ids' (B, S) embedding to every slot."""
         x = self.tok_emb(tokens.clamp(min=0))
         x = x.masked_fill((tokens == HIDDEN_TOKEN).unsqueeze(-1), 0.0)  # unconditional: no host sync
         if patches is not None and patches.numel():
@@ -209,23 +211,29 @@ class GatoModel(nn.Module):
             x = x.masked_scatter((tokens == VECTOR_TOKEN).unsqueeze(-1), self.vector_embed(vectors).to(x.dtype))
         if frames is not None and frames.numel():
             x = x.masked_scatter((tokens == FRAME_TOKEN).unsqueeze(-1), self.frame_embed(frames).to(x.dtype))
+        if self.task_emb is not None:
+            if task_ids is None:
+                raise ValueError("this model has task embeddings: pass task_ids")
+            x = x + self.task_emb(task_ids).to(x.dtype)
         return self.drop(x + self.local_pos(local_positions))
 
     def forward(self, tokens, local_positions, patches=None, patch_pos=None, cache=None, last_only: bool = False,
-                vectors=None, frames=None, where: torch.Tensor | None = None, segments: torch.Tensor | None = None):
+                vectors=None, frames=None, where: torch.Tensor | None = None, segments: torch.Tensor | None = None,
+                task_ids: torch.Tensor | None = None):
         """Logits (B, S, vocab) and the updated KV cache. With `last_only` only the last slot's
         logits; with a boolean `where` (B, S) only those slots' logits, flattened to (K, vocab)
         (training needs them on action slots only: the head is a large share of a small model).
 
         `cache` is None (no cache), a KVCache (preallocated, updated in place: acting), or the list of
         per-layer (k, v) this method returned before. `segments` (B, S) numbers the windows packed in
-        each row (training): a slot attends to earlier slots of its own window only."""
+        each row (training): a slot attends to earlier slots of its own window only. `task_ids` (B, S): each
+        slot's task, for a model with task embeddings."""
         mask = None
         if segments is not None:
             s = segments.shape[1]
             causal = torch.ones(s, s, dtype=torch.bool, device=segments.device).tril()
             mask = ((segments.unsqueeze(2) == segments.unsqueeze(1)) & causal).unsqueeze(1)
-        x = self.embed(tokens, local_positions, patches, patch_pos, vectors, frames)
+        x = self.embed(tokens, local_positions, patches, patch_pos, vectors, frames, task_ids)
         kv = cache if isinstance(cache, KVCache) else None
         new_cache = []
         for i, block in enumerate(self.blocks):

@@ -133,7 +133,8 @@ class AgentPolicy:
         logits, cache = self.model(tokens, torch.from_numpy(x.local).to(dev)[None],
                                    torch.from_numpy(x.patches).to(dev), torch.from_numpy(x.patch_pos).to(dev),
                                    cache, last_only=last == 1, vectors=torch.from_numpy(x.vectors).to(dev),
-                                   frames=torch.from_numpy(x.frames).to(dev))
+                                   frames=torch.from_numpy(x.frames).to(dev),
+                                   task_ids=torch.full((1, len(x)), self.encoder.task_id, device=dev))
         return (logits[0, -1] if last == 1 else logits[0, -last:]), cache, x
 
     @torch.no_grad()

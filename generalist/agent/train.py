@@ -90,6 +90,9 @@ class TrainConfig:
     # What the loss averages over: "token" (Gato: every action token counts once, so a 4-dimensional
     # Meta-World action weighs 4x a cartpole one) or "timestep" (a timestep's action tokens share weight 1).
     loss_unit: str = "token"
+    # A learned embedding per task added to every slot: the model knows which task a window is from
+    # instead of inferring it from the observations (Gato infers it, or reads it from a prompt).
+    task_embedding: bool = False
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -122,7 +125,8 @@ def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], hide_act
     mask = batch["loss_mask"][:, 1:]
     where = F.pad(mask, (0, 1))  # slot s predicts the token of slot s + 1
     logits, _ = model(inputs, batch["local_positions"], batch["patches"], batch["patch_pos"],
-                      vectors=batch["vectors"], frames=batch["frames"], where=where, segments=batch.get("segments"))
+                      vectors=batch["vectors"], frames=batch["frames"], where=where, segments=batch.get("segments"),
+                      task_ids=batch.get("task_ids"))
     pred = logits.float()
     target = batch["tokens"][:, 1:][mask]
     correct = (pred.argmax(-1) == target).sum()
@@ -222,7 +226,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
     check_specs(tasks)
     layouts = {t: layout_for(td, encoding=cfg.obs_encoding) for t, td in tasks.items()}
     spw = steps_per_window(layouts, cfg.context, cfg.max_timesteps, cfg.task_timesteps)
-    model_cfg = ModelConfig(**{**SIZES[cfg.config].to_dict(), "max_seq_len": cfg.context})
+    model_cfg = ModelConfig(**{**SIZES[cfg.config].to_dict(), "max_seq_len": cfg.context,
+                               "n_tasks": len(tasks) if cfg.task_embedding else 0})
     norms = fit_obs_norms(tasks, cfg.obs_norm) if cfg.obs_encoding == "vector" else {}
     meta = {"train": asdict(cfg), "model": model_cfg.to_dict(), "data": data_spec(tasks),
             "layouts": {t: asdict(lay) for t, lay in layouts.items()},
