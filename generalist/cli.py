@@ -210,7 +210,7 @@ def train_config(args: argparse.Namespace):
                       prompt_prob=args.prompt_prob, hide_actions=args.hide_actions,
                       obs_encoding=args.obs_encoding, obs_norm=args.obs_norm, max_timesteps=args.max_timesteps,
                       action_loss=args.action_loss, hl_sigma=args.hl_sigma, balance_actions=args.balance_actions, task_timesteps=timesteps,
-                      loss_unit=args.loss_unit, task_embedding=args.task_embedding)
+                      loss_unit=args.loss_unit, task_embedding=args.task_embedding, balance_tasks=args.balance_tasks)
     return cfg
 
 
@@ -367,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "weight 1, so tasks with many action dimensions do not dominate")
     t.add_argument("--task-embedding", action="store_true",
                    help="add a learned embedding of the window's task to every slot (the model need not infer the task)")
+    t.add_argument("--balance-tasks", type=float, default=0.0, metavar="ALPHA",
+                   help="scale each task's loss by (its gradient norm on the shared layers / the mean)^-ALPHA, "
+                        "re-measured every 25 steps (0: off; 1: every task moves the shared weights alike)")
     t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     t.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log to Weights & Biases (offline never uses the network)")

@@ -138,3 +138,32 @@ def test_dataloader_workers_and_wandb_offline(data, tmp_path, cli):
     assert res.returncode == 0, res.stderr[-2000:]
     assert len(_metrics(run)) == 3
     assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_balance_tasks_evens_out_gradient_norms(data, tmp_path):
+    """--balance-tasks 1: each task's loss scale times its measured gradient norm is the same for every task,
+    and a resumed run continues the balancer's measurements."""
+    from generalist.agent.train import TrainConfig, train
+
+    logs = []
+    cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "r"), steps=2, batch=4, context=256, eval_every=2,
+                      ckpt_every=2, val_batches=1, balance_tasks=1.0)
+    train(cfg, on_log=logs.append)
+    tasks = ("dmc-reacher-easy", "metaworld-reach", "memorymaze-9x9")
+    norms = [logs[-1][f"balance/{t}/grad_norm"] for t in tasks]
+    evened = [logs[-1][f"balance/{t}/scale"] * n for t, n in zip(tasks, norms, strict=True)]
+    assert max(norms) > 1.5 * min(norms)  # the tasks' gradients differ in size ...
+    np.testing.assert_allclose(evened, evened[0], rtol=1e-4)  # ... and the scales even them out
+    state = checkpoint.load_train_state(checkpoint.latest(tmp_path / "r"))
+    assert state["extra"]["balancer"]["measured"] == 1
+    train(TrainConfig(**{**cfg.__dict__, "steps": 4}), resume=True, on_log=logs.append)
+    assert checkpoint.load_train_state(checkpoint.latest(tmp_path / "r"))["extra"]["balancer"]["measured"] == 1
+
+
+def test_task_balancer_scales():
+    from generalist.agent.balance import TaskBalancer
+
+    b = TaskBalancer({}, 16, alpha=1.0, max_scale=3.0)
+    b.load_state_dict({"norms": {0: 1.0, 1: 4.0, 2: 100.0}, "measured": 1})
+    # geometric mean of the norms is (400)^(1/3) = 7.37: scales 7.37, 1.84, 0.074 -> clipped to [1/3, 3]
+    np.testing.assert_allclose(b.scale.tolist(), [3.0, 400 ** (1 / 3) / 4, 1 / 3], rtol=1e-6)

@@ -51,9 +51,10 @@ def write_manifest(ckpt: Path) -> None:
 
 
 def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler, meta: dict[str, Any],
-         keep_last: int = KEEP_LAST) -> Path:
+         keep_last: int = KEEP_LAST, extra: dict[str, Any] | None = None) -> Path:
     """Write RUN/checkpoints/step_<n>/ under a temporary name, rename it, point `latest` at it, then
-    delete all but the newest `keep_last` checkpoints (0 keeps every one)."""
+    delete all but the newest `keep_last` checkpoints (0 keeps every one). `extra`: more training state
+    a resumed run needs (kept in train_state.pt)."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
@@ -70,6 +71,7 @@ def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler,
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         "step": step,
+        "extra": extra or {},
     }, tmp / "train_state.pt")
     (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=1))
     write_manifest(tmp)

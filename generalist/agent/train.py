@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from generalist.agent import checkpoint
+from generalist.agent.balance import TaskBalancer
 from generalist.agent.data import (
     GlobalBatchIndices,
     WindowDataset,
@@ -93,6 +94,9 @@ class TrainConfig:
     # A learned embedding per task added to every slot: the model knows which task a window is from
     # instead of inferring it from the observations (Gato infers it, or reads it from a prompt).
     task_embedding: bool = False
+    # Scale each task's loss by (its gradient norm on the shared blocks / the tasks' mean)^-balance_tasks,
+    # re-measured every 25 steps (agent/balance.py): 0 is plain multi-task cloning, 1 evens the norms out.
+    balance_tasks: float = 0.0
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -113,14 +117,16 @@ def soft_bin_targets(target: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], hide_actions: bool = False,
-                loss: str = "ce", hl_sigma: float = 8.0) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+                loss: str = "ce", hl_sigma: float = 8.0,
+                scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int, float]:
     """Weighted summed next-token loss over action tokens only, correct action tokens, their count, the
     sum of their loss weights.
 
     Sums, not means: the trainer divides by the global weight sum so that K ranks weigh every
     token exactly as one process does. With `hide_actions` the model predicts every action token
     without being shown any action token (its own past actions included). With loss "hlgauss" a
-    continuous action token's target is spread over neighbouring bins."""
+    continuous action token's target is spread over neighbouring bins. `scale` (B, S) multiplies each slot's
+    loss (task balancing) but not the weight sum."""
     inputs = shown_tokens(batch["tokens"], batch["loss_mask"], hide_actions)
     mask = batch["loss_mask"][:, 1:]
     where = F.pad(mask, (0, 1))  # slot s predicts the token of slot s + 1
@@ -132,6 +138,8 @@ def action_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], hide_act
     correct = (pred.argmax(-1) == target).sum()
     weight = batch["loss_weight"][:, 1:][mask] if "loss_weight" in batch else torch.ones_like(pred[:, 0])
     n, wsum = int(mask.sum()), float(weight.sum())
+    if scale is not None:
+        weight = weight * scale[:, 1:][mask]
     if loss == "ce":
         return (F.cross_entropy(pred, target, reduction="none") * weight).sum(), correct, n, wsum
     logp = F.log_softmax(pred, -1)
@@ -217,6 +225,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
         raise ConfigError(f"unknown --loss-unit {cfg.loss_unit!r}; choose from {', '.join(LOSS_UNITS)}")
     if not cfg.hl_sigma > 0:
         raise ConfigError(f"--hl-sigma must be > 0 (bins), got {cfg.hl_sigma}")
+    if not cfg.balance_tasks >= 0:
+        raise ConfigError(f"--balance-tasks must be >= 0, got {cfg.balance_tasks}")
     if not cfg.balance_actions >= 0:
         raise ConfigError(f"--balance-actions must be >= 0, got {cfg.balance_actions}")
     if cfg.max_timesteps < 0 or any(k < 1 for k in (cfg.task_timesteps or {}).values()):
@@ -282,6 +292,15 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
                                                cfg.seed + 1), encoders)
                 for t, td in tasks.items() if len(td.val_ids)}
 
+    # per-task loss scales from gradient norms, each task measured on its own stream of training windows
+    ids = {t: e.task_id for t, e in encoders.items() if t in tasks}
+    balancer = TaskBalancer({i: WindowDataset(WindowSampler(tasks, spw, {x: float(x == t) for x in tasks}, 0.0, "train",
+                                                            cfg.seed + 2), encoders, token_weights, cfg.loss_unit == "timestep")
+                             for t, i in ids.items()}, cfg.context, cfg.balance_tasks)
+    if resume and "balancer" in st.get("extra", {}):
+        balancer.load_state_dict(st["extra"]["balancer"])
+    shared = [p for n, p in model.named_parameters() if n.startswith("blocks.")]
+
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     run = None
     if rank == 0 and cfg.wandb != "off":
@@ -324,8 +343,13 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
     for batch in loader:
         batch = to_dev(batch)
         data_s = time.perf_counter() - t_prev  # waiting on the DataLoader (and the copy to the device)
+        if balancer.due(step):
+            with amp:
+                balancer.measure(model, lambda b: action_loss(model, b, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma),
+                                 to_dev, shared, (lambda x: dist.all_reduce(x, op=dist.ReduceOp.AVG)) if world > 1 else None)
+        scale = balancer.slot_scale(batch["task_ids"]) if cfg.balance_tasks else None
         with amp:
-            loss_sum, correct, n, wsum = action_loss(fwd, batch, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma)
+            loss_sum, correct, n, wsum = action_loss(fwd, batch, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma, scale)
         stats = torch.tensor([float(n), float(correct), float(loss_sum.detach()), wsum], device=device)
         if world > 1:
             dist.all_reduce(stats)
@@ -352,6 +376,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
             bar.set_postfix(loss=f"{loss_v:.3f}", tok_s=f"{rate:.0f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:
             log.update(evaluate())
+            if cfg.balance_tasks:
+                log.update(balancer.log({i: t for t, i in ids.items()}))
         if rank == 0:
             with open(run_dir / "metrics.jsonl", "a") as f:  # the loss curves, one JSON line per step
                 f.write(json.dumps(log) + "\n")
@@ -360,7 +386,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
             if run is not None:
                 run.log(log, step=step)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                checkpoint.save(run_dir, step, model, optimizer, scheduler, meta, cfg.keep_last)
+                checkpoint.save(run_dir, step, model, optimizer, scheduler, meta, cfg.keep_last,
+                                {"balancer": balancer.state_dict()})
         if world > 1 and (step % cfg.ckpt_every == 0):
             dist.barrier()
         t_prev = time.perf_counter()
