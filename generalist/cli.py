@@ -10,8 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+from generalist.agent.config import TrainConfig
 from generalist.envs import get_task, task_names
 from generalist.errors import GeneralistError, os_error_sentence
+from generalist.eval.rollouts import EVAL_SEED
+from generalist.experts.reference import REFERENCE_SEED
+from generalist.flags import add_flags, from_args
+from generalist.pipeline import SUITES, RunConfig
 
 
 class CLIError(GeneralistError):
@@ -181,41 +186,18 @@ def cmd_datasets_check(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- train
-def _task_values(pairs: list[str] | None, cast, flag: str, example: str) -> dict | None:
-    """TASK=VALUE pairs of a flag to a dict (None when the flag is absent)."""
-    if not pairs:
-        return None
-    try:
-        return {k: cast(v) for k, v in (kv.split("=") for kv in pairs)}
-    except ValueError:
-        raise CLIError(f"{flag} takes TASK=VALUE pairs, e.g. {example}") from None
-
-
-def train_config(args: argparse.Namespace):
+def train_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig that `generalist train ARGS` runs (shared with the pipeline's torchrun line test)."""
-    from generalist.agent.train import TrainConfig
-
-    weights = _task_values(args.task_weights, float, "--task-weights", "atari-pong=2")
-    timesteps = _task_values(args.task_timesteps, int, "--task-timesteps", "dmc-cartpole-swingup=1")
     for name in ("steps", "batch", "context", "eval_every", "ckpt_every"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.seed < 0 or args.keep_last < 0:
         raise CLIError("--seed and --keep-last must be >= 0")
-    cfg = TrainConfig(data=args.data, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
-                      context=args.context, lr=args.lr, warmup=min(args.warmup, max(1, args.steps // 10)),
-                      eval_every=args.eval_every, ckpt_every=args.ckpt_every, keep_last=args.keep_last,
-                      workers=args.workers,
-                      seed=args.seed, compile=args.compile, wandb=args.wandb, task_weights=weights,
-                      prompt_prob=args.prompt_prob, hide_actions=args.hide_actions,
-                      obs_encoding=args.obs_encoding, obs_norm=args.obs_norm, max_timesteps=args.max_timesteps,
-                      action_loss=args.action_loss, hl_sigma=args.hl_sigma, balance_actions=args.balance_actions, task_timesteps=timesteps,
-                      loss_unit=args.loss_unit, task_embedding=args.task_embedding, balance_tasks=args.balance_tasks)
-    return cfg
+    return from_args(TrainConfig, args, warmup=min(args.warmup, max(1, args.steps // 10)))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from generalist.agent.train import train
+    from generalist.agent.train import train  # torch: only for the commands that train
 
     final = train(train_config(args), resume=args.resume)
     if int(os.environ.get("RANK", 0)) == 0:
@@ -302,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = xs.add_parser("score", help="mean return of the expert and/or random policy per task")
     s.add_argument("tasks", nargs="+", help="task names (see `generalist envs`)")
     s.add_argument("--episodes", type=int, default=50, help="episodes per task and policy (default 50)")
-    s.add_argument("--seed", type=int, default=1_000_000, help="first seed; episode k uses seed+k")
+    s.add_argument("--seed", type=int, default=REFERENCE_SEED, help="first seed; episode k uses seed+k")
     s.add_argument("--policy", nargs="+", choices=["expert", "random"], default=["expert", "random"],
                    help="which policies to score (default both)")
     s.add_argument("--workers", type=int, default=1, help="parallel processes")
@@ -326,58 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_collect)
 
     t = sub.add_parser("train", help="train one transformer agent by imitation on collected datasets")
-    t.add_argument("--data", nargs="+", required=True, help="dataset roots (as written by `collect --out`)")
-    t.add_argument("--out", required=True, help="run directory: checkpoints, W&B files")
-    t.add_argument("--config", choices=["tiny", "small", "base"], default="tiny",
-                   help="model size: tiny (~3M, CPU), small (~28M), base (~89M, Gato's smallest)")
-    t.add_argument("--steps", type=int, default=2000, help="optimizer steps")
-    t.add_argument("--batch", type=int, default=16, help="global batch in windows (split across ranks)")
-    t.add_argument("--context", type=int, default=1024, help="context length in tokens (slots)")
-    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
-    t.add_argument("--warmup", type=int, default=100, help="warm-up steps before cosine decay")
-    t.add_argument("--eval-every", type=int, default=200, help="validation loss every N steps")
-    t.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps (and at the end)")
-    t.add_argument("--keep-last", type=int, default=3, metavar="K",
-                   help="keep only the newest K checkpoints (default 3; 0 keeps all)")
-    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per rank")
-    t.add_argument("--prompt-prob", type=float, default=0.25,
-                   help="share of windows that start with a prompt from another episode (Gato: 0.25)")
-    t.add_argument("--task-weights", nargs="*", metavar="TASK=W", help="sampling weights (default: balanced)")
-    t.add_argument("--seed", type=int, default=0, help="seed for init and data order")
-    t.add_argument("--compile", action="store_true", help="torch.compile the model")
-    t.add_argument("--hide-actions", action="store_true",
-                   help="never show action tokens to the model (it still predicts them): against copycat cloning")
-    t.add_argument("--obs-encoding", choices=["tokens", "vector"], default="tokens",
-                   help="tokens: Gato's (a slot per image patch and per state value); vector: one slot per "
-                        "image (conv encoder) and one per state vector (linear map)")
-    t.add_argument("--obs-norm", choices=["zscore", "mulaw"], default="zscore",
-                   help="vector encoding: scale states by per-task dataset statistics (zscore) or mu-law")
-    t.add_argument("--max-timesteps", type=int, default=0,
-                   help="timesteps per window and in the acting context (the agent's memory); 0: fill --context")
-    t.add_argument("--task-timesteps", nargs="*", metavar="TASK=K",
-                   help="per-task memory overriding --max-timesteps (e.g. state tasks 1, pixel tasks more)")
-    t.add_argument("--action-loss", choices=["ce", "hlgauss"], default="ce",
-                   help="continuous actions: ce (Gato: the right bin) or hlgauss (Gaussian over nearby bins)")
-    t.add_argument("--hl-sigma", type=float, default=8.0, help="hlgauss: the Gaussian's width in bins (of 1024)")
-    t.add_argument("--balance-actions", type=float, default=0.0, metavar="ALPHA",
-                   help="discrete tasks: weigh each action's loss by its frequency^-ALPHA (0: plain cloning; "
-                        "1: every action weighs the same in total)")
-    t.add_argument("--loss-unit", choices=["token", "timestep"], default="token",
-                   help="token (Gato): every action token counts once; timestep: a timestep's action tokens share "
-                        "weight 1, so tasks with many action dimensions do not dominate")
-    t.add_argument("--task-embedding", action="store_true",
-                   help="add a learned embedding of the window's task to every slot (the model need not infer the task)")
-    t.add_argument("--balance-tasks", type=float, default=0.0, metavar="ALPHA",
-                   help="scale each task's loss by (its gradient norm on the shared layers / the mean)^-ALPHA, "
-                        "re-measured every 25 steps (0: off; 1: every task moves the shared weights alike)")
+    add_flags(t, TrainConfig)  # every TrainConfig option, with its default and help (agent/config.py)
     t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    t.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
-                   help="log to Weights & Biases (offline never uses the network)")
     t.set_defaults(func=cmd_train)
 
     u = sub.add_parser("run", help="the main job: collect -> train -> eval -> report (resumable: rerun to finish)")
-    u.add_argument("--suite", choices=["quick", "full"], default="quick",
-                   help="quick: 4 tasks sized for a 2-core CPU (~30 min); full: all tasks sized for a GPU")
+    u.add_argument("--suite", choices=list(SUITES), default=RunConfig.suite,
+                   help="; ".join(f"{name}: {suite.description}" for name, suite in SUITES.items()))
     u.add_argument("--out", required=True, help="run root: OUT/data, OUT/run, OUT/eval/report.html, OUT/run.json")
     u.add_argument("--data", help="dataset root to reuse and complete (default OUT/data)")
     u.add_argument("--workers", type=int, default=2, help="processes for collection and evaluation (default 2)")
@@ -393,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="directory for scores.json, report.md, report.html, videos/")
     v.add_argument("--tasks", nargs="+", help="tasks (default: every task the checkpoint was trained on)")
     v.add_argument("--episodes", type=int, default=50, help="episodes per task (default 50, as Gato)")
-    v.add_argument("--seed", type=int, default=2_000_000, help="first seed; no dataset uses them by default")
+    v.add_argument("--seed", type=int, default=EVAL_SEED, help="first seed; no dataset uses them by default")
     v.add_argument("--policy", choices=["agent", "expert", "random"], default="agent",
                    help="what to evaluate: the checkpoint's agent, or the expert / random references")
     v.add_argument("--refresh-reference", action="store_true",

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from generalist import envs
+from generalist.agent.config import TrainConfig
 from generalist.errors import GeneralistError
+from generalist.flags import command_line, to_flags
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,14 @@ class Suite:
 
     description: str
     episodes: dict[str, int]                      # task -> expert episodes to collect
-    train: dict[str, Any] = field(default_factory=dict)   # TrainConfig overrides
+    train: dict[str, Any] = field(default_factory=dict)   # TrainConfig options (flags of `generalist train`)
     eval_episodes: int = 50
     video_frames: int = 250
     action_noise: dict[str, float] = field(default_factory=dict)  # task -> DART noise when collecting
     eval_temperature: float = 0.0                                  # agent decoding: 0 greedy, > 0 sampled
+
+    def __post_init__(self) -> None:
+        to_flags(TrainConfig, self.train)  # every key must be a `generalist train` option (ConfigError)
 
 
 SUITES: dict[str, Suite] = {
@@ -56,7 +61,7 @@ SUITES: dict[str, Suite] = {
     # quick suite's recipe at GPU scale: more data, a wider model, more windows per step, and a longer
     # memory for the pixel tasks (context 24: 4 Meta-World timesteps, 3 of walker, 8 of Pong and the maze).
     "full": Suite(
-        description="all 11 tasks, small model, GPU-sized",
+        description=f"all {len(envs.TASKS)} tasks, small model, GPU-sized",
         episodes={t: (100 if envs.get_task(t).domain in ("atari", "memorymaze") else 300) for t in envs.TASKS},
         action_noise={t: 0.2 for t in envs.TASKS if envs.get_task(t).domain == "metaworld"},
         train=dict(config="small", steps=20_000, batch=1024, context=24, max_timesteps=8, lr=3e-4, warmup=1000,
@@ -89,25 +94,23 @@ def suite_datasets(cfg: RunConfig) -> list[Path]:
     return [dataset_dir(root, t, DEFAULT_NAME) for t in SUITES[cfg.suite].episodes]
 
 
+def train_options(cfg: RunConfig) -> dict[str, Any]:
+    """The TrainConfig options this run trains with: the suite's, its datasets and run directory, and the
+    run's --compile and --wandb (when on). `run` and the torchrun line both read them from here."""
+    opts = {"data": [str(d) for d in suite_datasets(cfg)], "out": str(Path(cfg.out) / "run"),
+            **SUITES[cfg.suite].train}
+    if cfg.compile:
+        opts["compile"] = True
+    if cfg.wandb != "off":
+        opts["wandb"] = cfg.wandb
+    return opts
+
+
 def train_command(cfg: RunConfig, nproc: int = 8) -> str:
     """The torchrun line that trains this run's model on `nproc` GPUs exactly as `generalist run` would;
     rerunning `generalist run` afterwards sees the finished checkpoint and goes on to evaluation."""
-    t = SUITES[cfg.suite].train
-    out = Path(cfg.out)
-    flags = ["--data " + " ".join(str(d) for d in suite_datasets(cfg)), f"--out {out / 'run'}"]
-    for key, value in t.items():  # every TrainConfig override is a `generalist train` flag of the same name
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            flags += [flag] if value else []
-        elif isinstance(value, dict):
-            flags.append(f"{flag} " + " ".join(f"{k}={v}" for k, v in value.items()))
-        else:
-            flags.append(f"{flag} {value}")
-    if cfg.compile:
-        flags.append("--compile")
-    if cfg.wandb != "off":
-        flags.append(f"--wandb {cfg.wandb}")
-    return f"torchrun --nproc_per_node={nproc} -m generalist train " + " ".join(flags)
+    words = to_flags(TrainConfig, train_options(cfg))
+    return f"torchrun --nproc_per_node={nproc} -m generalist train " + command_line(words)
 
 
 class RunError(GeneralistError):
@@ -138,7 +141,7 @@ def _run(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, Any]:
     from tqdm import tqdm
 
     from generalist.agent import checkpoint
-    from generalist.agent.train import TrainConfig, train
+    from generalist.agent.train import train
     from generalist.datasets.collect import CollectConfig, collect
     from generalist.eval.evaluate import EvalConfig, evaluate, progress_bar
     from generalist.eval.report import write as write_report
@@ -191,7 +194,7 @@ def _run(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, Any]:
 
     # 2. train: fresh, resumed from the last checkpoint, or skipped when finished
     run_dir = out / "run"
-    tcfg = TrainConfig(data=[str(d) for d in suite_datasets(cfg)], out=str(run_dir), wandb=cfg.wandb, compile=cfg.compile, **suite.train)
+    tcfg = TrainConfig(**train_options(cfg))
     t0 = _stage(f"train -> {run_dir}", log)
     last = checkpoint.latest(run_dir)
     if last is not None and checkpoint.step_of(last) >= tcfg.steps:

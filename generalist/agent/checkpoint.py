@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from generalist.agent.config import KEEP_LAST
 from generalist.errors import GeneralistError
 from generalist.fs import require_free_space
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
-KEEP_LAST = 3  # checkpoints kept by default (the newest ones)
 
 
 class CheckpointError(GeneralistError):

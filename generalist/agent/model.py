@@ -9,40 +9,14 @@ learned local-position embedding (its place inside its timestep). Attention is c
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from generalist.agent.tokenizer import FRAME_TOKEN, HIDDEN_TOKEN, PATCH_TOKEN, VECTOR_TOKEN, VOCAB_SIZE
-
-
-@dataclass
-class ModelConfig:
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 192
-    vocab_size: int = VOCAB_SIZE
-    max_local_positions: int = 128   # slots per timestep
-    max_patch_grid: int = 16         # patches per image side (16 x 16 patches of 16 px = 256 px)
-    patch_size: int = 16
-    patch_channels: int = 3          # grayscale patches are repeated to 3 channels
-    dropout: float = 0.0
-    max_seq_len: int = 1024          # context, in slots (for the KV cache and checks)
-    state_dim: int = 64              # "vector" encoding: state vectors are zero-padded to this size
-    frame_size: int = 84             # "vector" encoding: images are zero-padded to frame_size x frame_size
-    n_tasks: int = 0                 # task embeddings (`--task-embedding`): one learned vector per task; 0: none, as Gato
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-SIZES: dict[str, ModelConfig] = {
-    "tiny": ModelConfig(n_layer=4, n_head=4, n_embd=192),      # ~2.5M parameters
-    "small": ModelConfig(n_layer=8, n_head=8, n_embd=512),     # ~27M
-    "base": ModelConfig(n_layer=12, n_head=12, n_embd=768),    # ~88M, Gato's smallest is 79M
-}
+from generalist.agent.config import SIZES as SIZES  # noqa: F401  (re-exported: the sizes live in agent/config.py)
+from generalist.agent.config import ModelConfig
+from generalist.agent.tokenizer import FRAME_TOKEN, HIDDEN_TOKEN, PATCH_TOKEN, VECTOR_TOKEN
 
 
 class ResidualPatchEmbed(nn.Module):

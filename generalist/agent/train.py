@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from generalist.agent import checkpoint
 from generalist.agent.balance import TaskBalancer
+from generalist.agent.config import ACTION_LOSSES, LOSS_UNITS, SIZES, ModelConfig, TrainConfig
 from generalist.agent.data import (
     GlobalBatchIndices,
     WindowDataset,
@@ -35,68 +36,11 @@ from generalist.agent.data import (
     steps_per_window,
 )
 from generalist.agent.encoder import OBS_NORMS, ObsNorm, encoders_for, shown_tokens
-from generalist.agent.model import SIZES, GatoModel, ModelConfig
+from generalist.agent.model import GatoModel
 from generalist.agent.tokenizer import CONTINUOUS_OFFSET, N_BINS, OBS_ENCODINGS
 from generalist.datasets.sampler import DatasetError, TaskData, WindowSampler, open_tasks, train_arrays
 from generalist.errors import ConfigError
 from generalist.lock import WriterLock
-
-ACTION_LOSSES = ("ce", "hlgauss")
-LOSS_UNITS = ("token", "timestep")
-
-
-@dataclass
-class TrainConfig:
-    """Defaults train `tiny` on a laptop CPU in minutes."""
-
-    data: list[str] = field(default_factory=list)
-    out: str = "runs/default"
-    config: str = "tiny"
-    steps: int = 2000
-    batch: int = 16                 # global batch, in windows
-    context: int = 1024             # slots per window
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.1
-    warmup: int = 100
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    prompt_prob: float = 0.25
-    val_fraction: float = 0.1
-    eval_every: int = 200
-    val_batches: int = 2             # per task
-    ckpt_every: int = 500
-    keep_last: int = checkpoint.KEEP_LAST  # checkpoints kept (the newest); 0 keeps all
-    workers: int = 0                # DataLoader workers per process
-    seed: int = 0
-    compile: bool = False
-    wandb: str = "off"
-    task_weights: dict[str, float] | None = None
-    # Hide every action token from the model's input (it still predicts them): with long smooth
-    # action sequences and little data, a model that sees past actions learns to repeat them
-    # (copycat) and never changes action when acting. Off by default, as in Gato.
-    hide_actions: bool = False
-    # How an observation becomes slots: "tokens" (Gato: a slot per patch / state value) or "vector"
-    # (one slot per image and one per state vector; DEVELOPERS.md has the measurements).
-    obs_encoding: str = "tokens"
-    obs_norm: str = "zscore"        # "vector" states: per-task z-score from the data, or mu-law
-    max_timesteps: int = 0          # timesteps a window (and the acting context) holds; 0: as many as fit
-    task_timesteps: dict[str, int] | None = None  # per-task memory overriding max_timesteps
-    # Continuous action tokens: "ce" (Gato: the right bin only) or "hlgauss" (a Gaussian over
-    # neighbouring bins, sigma `hl_sigma` bins: a near miss costs less than a far one).
-    action_loss: str = "ce"
-    hl_sigma: float = 8.0
-    # Discrete tasks: weigh each action's loss by its frequency^-balance_actions (0: plain cloning).
-    # Pong's expert waits 87.5% of the time; a plain clone learns to always wait.
-    balance_actions: float = 0.0
-    # What the loss averages over: "token" (Gato: every action token counts once, so a 4-dimensional
-    # Meta-World action weighs 4x a cartpole one) or "timestep" (a timestep's action tokens share weight 1).
-    loss_unit: str = "token"
-    # A learned embedding per task added to every slot: the model knows which task a window is from
-    # instead of inferring it from the observations (Gato infers it, or reads it from a prompt).
-    task_embedding: bool = False
-    # Scale each task's loss by (its gradient norm on the shared blocks / the tasks' mean)^-balance_tasks,
-    # re-measured every 25 steps (agent/balance.py): 0 is plain multi-task cloning, 1 evens the norms out.
-    balance_tasks: float = 0.0
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
