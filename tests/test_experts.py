@@ -60,3 +60,12 @@ def test_reference_scores_cover_suite():
         assert len(r["expert"]["returns"]) == r["expert"]["episodes"]
         assert np.isclose(np.mean(r["expert"]["returns"]), r["expert"]["mean"], atol=1e-2)
         assert r["expert"]["command"].startswith("generalist experts score")
+
+
+def test_every_task_names_a_registered_expert():
+    """`EXPERTS` is the one registry of expert names: each task's `expert` resolves to a Policy class."""
+    from generalist.experts import EXPERTS, Policy, expert_class
+
+    assert {envs.get_task(t).expert for t in envs.task_names()} <= set(EXPERTS)
+    for name in EXPERTS:
+        assert issubclass(expert_class(name), Policy), name

@@ -81,8 +81,10 @@ class AtariEnv(TaskEnv):
         return self._env.render()
 
     def privileged(self) -> dict[str, Any]:
-        """The console's 128 bytes of RAM (expert-only)."""
-        return {"ram": self.ale.getRAM()}
+        """Expert-only: the console's 128 bytes of RAM, the episode's frame number, the emulator frames
+        per env step, and `clone_state()`, which copies the emulator's state without changing it."""
+        return {"ram": self.ale.getRAM(), "frame": self.ale.getEpisodeFrameNumber(), "frame_skip": FRAME_SKIP,
+                "clone_state": self.ale.cloneState}
 
     def close(self):
         self._env.close()

@@ -84,7 +84,8 @@ class DMCEnv(TaskEnv):
         return self._env.physics.render(self.render_size, self.render_size, camera_id=0)
 
     def privileged(self) -> dict[str, Any]:
-        return {"physics": self._env.physics}
+        """The MuJoCo physics and the physics steps per env step (expert-only)."""
+        return {"physics": self._env.physics, "n_sub_steps": self._env._n_sub_steps}
 
     def close(self):
         self._env.close()

@@ -1,4 +1,7 @@
-"""One specialist expert per task, behind the Policy interface (reset / act)."""
+"""One specialist expert per task, behind the Policy interface (reset / act).
+
+`EXPERTS` is the one registry of expert names: a task names its expert (`TaskSpec.expert`, also written
+into its datasets' metadata) by a key of `EXPERTS`, and the classes carry no name of their own."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from generalist.envs import get_task
 from generalist.envs.base import TaskEnv
 from generalist.experts.base import Policy, RandomPolicy
 
-# expert name (as in the task registry) -> "module:Class" under generalist.experts
+# expert name (a task's `TaskSpec.expert`) -> "module:Class" under generalist.experts
 EXPERTS: dict[str, str] = {
     "atari-pong-ram": "atari:PongExpert",
     "atari-breakout-ram": "atari:BreakoutExpert",
@@ -30,8 +33,15 @@ def make_policy(kind: str, env: TaskEnv, seed: int | None = None) -> Policy:
         return RandomPolicy(env, seed)
     if kind != "expert":
         raise ValueError(f"unknown policy kind {kind!r}; use 'expert' or 'random'")
-    module, cls = EXPERTS[get_task(env.task.name).expert].split(":")
-    return getattr(importlib.import_module(f"generalist.experts.{module}"), cls)(env, seed)
+    return expert_class(get_task(env.task.name).expert)(env, seed)
 
 
-__all__ = ["EXPERTS", "Policy", "RandomPolicy", "make_policy"]
+def expert_class(name: str) -> type[Policy]:
+    """The class registered as expert `name` (its module, and simulator, imported now)."""
+    if name not in EXPERTS:
+        raise KeyError(f"no expert named {name!r} in generalist.experts.EXPERTS; known: {', '.join(EXPERTS)}")
+    module, cls = EXPERTS[name].split(":")
+    return getattr(importlib.import_module(f"generalist.experts.{module}"), cls)
+
+
+__all__ = ["EXPERTS", "Policy", "RandomPolicy", "expert_class", "make_policy"]

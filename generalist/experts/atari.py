@@ -16,15 +16,14 @@ from ale_py import roms
 from generalist.envs.base import TaskEnv
 from generalist.experts.base import Policy
 
-FRAME_SKIP = 4  # frames per env step (AtariPreprocessing frame_skip)
-
 
 class _Sim:
     """A deterministic ALE copy for look-ahead: sync() copies the real emulator's state into it."""
 
-    def __init__(self, env: TaskEnv, rom: str):
+    def __init__(self, expert: Policy, rom: str):
         ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
-        self.real = env.ale
+        self.expert = expert  # the real emulator is read through expert.privileged() only
+        self.frame_skip = int(expert.privileged()["frame_skip"])
         self.ale = ale_py.ALEInterface()
         self.ale.setInt("random_seed", 0)
         self.ale.setFloat("repeat_action_probability", 0.0)
@@ -36,7 +35,7 @@ class _Sim:
 
     def sync(self) -> None:
         """Copy the real emulator's current state into the copy (reads the real one only)."""
-        self.ale.restoreState(self.real.cloneState())
+        self.ale.restoreState(self.expert.privileged()["clone_state"]())
 
     def frame(self, action: int) -> int:
         """One emulator frame of minimal-set action `action`; returns the reward."""
@@ -82,7 +81,7 @@ class _PaddleExpert(Policy):
 
     def __init__(self, env: TaskEnv, seed: int | None = None):
         super().__init__(env, seed)
-        self.sim = _Sim(env, self.ROM)
+        self.sim = _Sim(self, self.ROM)
         self.reset()
 
     def reset(self) -> None:
@@ -94,12 +93,12 @@ class _PaddleExpert(Policy):
 
     def act(self, obs: dict[str, np.ndarray]) -> int:
         """The action for the current state (the observation itself is not used)."""
-        ale = self.env.ale
-        ram = ale.getRAM()
+        priv = self.privileged()
+        ram = priv["ram"]
         pos = int(ram[self.PADDLE])
         vel = 0 if self.prev_pos is None else pos - self.prev_pos
         self.prev_pos = pos
-        return self._choose(ram, pos, vel, ale.getEpisodeFrameNumber())
+        return self._choose(ram, pos, vel, priv["frame"])
 
     def _in_play(self, ram: np.ndarray) -> bool:
         return ram[self.TOWARD] != 0
@@ -163,8 +162,8 @@ class _PaddleExpert(Policy):
         sim = self.sim
         sim.sync()
         prev, action, pos_c = pos, first, None
-        for _ in range((contact_frame - sim.frame_number()) // FRAME_SKIP + 12):
-            for _ in range(FRAME_SKIP):
+        for _ in range((contact_frame - sim.frame_number()) // sim.frame_skip + 12):
+            for _ in range(sim.frame_skip):
                 r = sim.frame(action)
                 ram = sim.ram()
                 if sim.frame_number() == contact_frame:
@@ -205,7 +204,6 @@ class PongExpert(_PaddleExpert):
     """Pong from RAM: predict where the ball meets the paddle (emulator copy), steer there by rollouts,
     and hit it off-centre, which sends it back steeply enough that the computer usually misses."""
 
-    name = "atari-pong-ram"
     ROM = "pong"
     PADDLE, ALONG, TOWARD = 51, 54, 49  # RAM: player paddle y, ball y, ball x (0 = no ball)
     LINE = 188  # ball x at which the ball reaches the player's paddle
@@ -228,7 +226,6 @@ class BreakoutExpert(_PaddleExpert):
     """Breakout from RAM: FIRE to serve, predict where the ball comes down (emulator copy, bricks
     included), steer the paddle there by rollouts."""
 
-    name = "atari-breakout-ram"
     ROM = "breakout"
     PADDLE, ALONG, TOWARD = 72, 99, 101  # RAM: paddle x, ball x, ball y (0 = no ball)
     LINE = 177  # ball y at which the ball reaches the paddle's row

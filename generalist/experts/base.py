@@ -13,11 +13,13 @@ from generalist.envs.base import TaskEnv
 class Policy(ABC):
     """Something that acts in one env. Experts may read `env.privileged()`; agents may not."""
 
-    name: str = "policy"
-
     def __init__(self, env: TaskEnv, seed: int | None = None):
         self.env = env
         self.rng = np.random.default_rng(seed)
+
+    def privileged(self) -> dict[str, Any]:
+        """The env's expert-only state (`TaskEnv.privileged`): the one thing an expert reads besides `obs`."""
+        return self.env.unwrapped.privileged()
 
     def reset(self) -> None:
         """Called after every env.reset(), before the first act()."""
@@ -29,8 +31,6 @@ class Policy(ABC):
 
 class RandomPolicy(Policy):
     """Uniform over the action space: the 'random' reference of normalized scores."""
-
-    name = "random"
 
     def act(self, obs: dict[str, np.ndarray]) -> Any:
         space = self.env.action_space

@@ -66,13 +66,11 @@ def _linearize(physics, qpos: np.ndarray, qvel: np.ndarray, n_sub_steps: int,
 class CartpoleSwingupExpert(Policy):
     """Energy-based swing-up, cart kept near the centre, LQR catch and balance near upright."""
 
-    name = "dmc-cartpole-energy-lqr"
-
     def __init__(self, env: TaskEnv, seed: int | None = None, k_energy: float = -5.0,
                  q_x: float = 3.0, k_centre: float = 0.5, catch_cos: float = 0.7):
         super().__init__(env, seed)
-        physics = env.unwrapped.physics
-        n_sub = env.unwrapped._env._n_sub_steps
+        priv = self.privileged()
+        physics, n_sub = priv["physics"], priv["n_sub_steps"]
         A, B = _linearize(physics, np.zeros(2), np.zeros(2), n_sub)
         self.K = _lqr_gain(A, B, np.diag([q_x, 20.0, 0.5, 1.0]), np.diag([0.1]))
         m = float(physics.named.model.body_mass["pole_1"])
@@ -84,7 +82,7 @@ class CartpoleSwingupExpert(Policy):
         self.catch_cos = catch_cos
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        physics = self.env.unwrapped.physics
+        physics = self.privileged()["physics"]
         x, theta = physics.data.qpos
         v, omega = physics.data.qvel
         theta = (theta + np.pi) % (2 * np.pi) - np.pi  # 0 = upright
@@ -100,15 +98,13 @@ class CartpoleSwingupExpert(Policy):
 class ReacherExpert(Policy):
     """Resolved-rate control: joint step dq = J+ (target - finger) (damped least squares), then joint PD."""
 
-    name = "dmc-reacher-pd"
-
     def __init__(self, env: TaskEnv, seed: int | None = None, kp: float = 20.0, kd: float = 1.0,
                  damping: float = 1e-3):
         super().__init__(env, seed)
         self.kp, self.kd, self.damping = kp, kd, damping
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        physics = self.env.unwrapped.physics
+        physics = self.privileged()["physics"]
         model, data = physics.model.ptr, physics.data.ptr
         jacp = np.zeros((3, model.nv))
         mujoco.mj_jacBody(model, data, jacp, None, physics.named.model.geom_bodyid["finger"])

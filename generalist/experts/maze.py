@@ -87,8 +87,6 @@ def _geodesic_field(layout: np.ndarray, target: np.ndarray, res: int = RES,
 class MazePlannerExpert(Policy):
     """Shortest path to the current target (privileged layout) + model-based steering search."""
 
-    name = "maze-planner"
-
     def __init__(self, env: TaskEnv, seed: int | None = None, horizon: int = 5,
                  w_heading: float = 0.5, w_speed: float = 1.0, w_wall: float = 3.0):
         super().__init__(env, seed)
@@ -144,7 +142,7 @@ class MazePlannerExpert(Policy):
 
     # ---------------------------------------------------------------- acting
     def act(self, obs: dict[str, np.ndarray]) -> int:
-        p = self.env.privileged()
+        p = self.privileged()
         layout = np.asarray(p["maze_layout"])
         pos = np.asarray(p["agent_pos"], dtype=np.float64)
         d = np.asarray(p["agent_dir"], dtype=np.float64)

@@ -50,12 +50,10 @@ def _policy_class(task: str):
 class MetaWorldScriptedExpert(Policy):
     """Wraps metaworld.policies.Sawyer<Task>V3Policy; deterministic given the observation."""
 
-    name = "metaworld-scripted"
-
     def __init__(self, env: TaskEnv, seed: int | None = None):
         super().__init__(env, seed)
         self._policy = _policy_class(env.unwrapped.task_name)()
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        full = self.env.unwrapped.privileged()["obs"].copy()  # policies edit what they parse
+        full = self.privileged()["obs"].copy()  # policies edit what they parse
         return np.clip(self._policy.get_action(full), -1.0, 1.0).astype(np.float32)

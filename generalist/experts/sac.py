@@ -365,8 +365,6 @@ def load_actor(path: Path) -> tuple[Actor, dict[str, str]]:
 class WalkerSACExpert(Policy):
     """dmc-walker-walk: the SAC actor's deterministic mean action, held for `action_repeat` env steps."""
 
-    name = "dmc-walker-sac"
-
     def __init__(self, env: Any, seed: int | None = None, path: Path = WALKER_CHECKPOINT):
         super().__init__(env, seed)
         self.actor, self.meta = load_actor(path)
