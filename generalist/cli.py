@@ -10,13 +10,20 @@ import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 from generalist.agent.config import TrainConfig
-from generalist.envs import get_task, task_names
+from generalist.datasets.collect import CollectConfig, check_config, collect
+from generalist.datasets.inspect import check, info
+from generalist.datasets.layout import find_datasets
+from generalist.envs import describe, get_task, task_names
 from generalist.errors import GeneralistError, os_error_sentence
+from generalist.eval import report
+from generalist.eval.evaluate import EvalConfig, evaluate, progress_bar, resolve
 from generalist.eval.rollouts import EVAL_SEED
-from generalist.experts.reference import REFERENCE_SEED
+from generalist.experts import reference
 from generalist.flags import add_flags, from_args
-from generalist.pipeline import SUITES, RunConfig
+from generalist.pipeline import SUITES, RunConfig, run
 
 
 class CLIError(GeneralistError):
@@ -31,8 +38,6 @@ def _check_tasks(names: list[str]) -> list[str]:
 
 # ---------------------------------------------------------------- envs
 def cmd_envs(args: argparse.Namespace) -> int:
-    from generalist.envs import describe
-
     names = _check_tasks(args.tasks) if args.tasks else task_names()
     rows = [describe(n) for n in names]
     if args.json:
@@ -49,10 +54,6 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- experts
 def cmd_experts_score(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from generalist.experts import reference
-
     if args.episodes < 1 or args.seed < 0 or args.workers < 1:
         raise CLIError("--episodes and --workers must be at least 1, --seed >= 0")
     for task in _check_tasks(args.tasks):
@@ -78,10 +79,6 @@ def cmd_experts_score(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- collect
 def cmd_collect(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from generalist.datasets.collect import CollectConfig, check_config, collect
-
     cfg = CollectConfig(tasks=_check_tasks(args.tasks), episodes=args.episodes, out=Path(args.out),
                         workers=args.workers, seed=args.seed, resume=args.resume,
                         action_noise=args.action_noise)
@@ -126,7 +123,7 @@ def _wandb_init(mode: str, job: str, config: dict):
     """A W&B run in `mode` (offline|online), or None for off. Offline never touches the network."""
     if mode == "off":
         return None
-    import wandb
+    import wandb  # lazy: only runs that log to W&B pay for importing it
 
     os.environ.setdefault("WANDB_SILENT", "true")
     return wandb.init(project=os.environ.get("WANDB_PROJECT", "generalist"), job_type=job, mode=mode,
@@ -136,8 +133,6 @@ def _wandb_init(mode: str, job: str, config: dict):
 
 # ---------------------------------------------------------------- datasets
 def _print_info(paths) -> None:
-    from generalist.datasets.inspect import info
-
     print(f"{'dataset':40} {'episodes':>8} {'steps':>9} {'return mean ± std':>22} {'size MB':>9}")
     for p in paths:
         i = info(p)
@@ -147,8 +142,6 @@ def _print_info(paths) -> None:
 
 
 def _datasets_at(path: str) -> list:
-    from generalist.datasets.layout import find_datasets
-
     found = find_datasets(path)
     if not found:
         raise CLIError(f"no dataset found at {path} (expected <dir>/data/metadata.json, "
@@ -159,8 +152,6 @@ def _datasets_at(path: str) -> list:
 def cmd_datasets_info(args: argparse.Namespace) -> int:
     paths = _datasets_at(args.path)
     if args.json:
-        from generalist.datasets.inspect import info
-
         print(json.dumps([info(p) for p in paths], indent=1))
     else:
         _print_info(paths)
@@ -168,8 +159,6 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_check(args: argparse.Namespace) -> int:
-    from generalist.datasets.inspect import check
-
     bad = 0
     for p in _datasets_at(args.path):
         rep = check(p)
@@ -220,8 +209,6 @@ def print_scores(scores: dict) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from generalist.eval.evaluate import EvalConfig, evaluate, progress_bar, resolve
-
     cfg = EvalConfig(out=args.out, run=args.run, tasks=args.tasks, episodes=args.episodes, workers=args.workers,
                      seed=args.seed, policy=args.policy, refresh_reference=args.refresh_reference,
                      videos=not args.no_videos, video_frames=args.video_frames, wandb=args.wandb,
@@ -239,8 +226,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from generalist.eval import report
-
     out = Path(args.dir)
     if not (out / "scores.json").exists():
         raise CLIError(f"no scores.json in {out}; run `generalist eval ... --out {out}` first")
@@ -254,8 +239,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from generalist.pipeline import RunConfig, run
-
     cfg = RunConfig(out=args.out, suite=args.suite, data=args.data, workers=args.workers, wandb=args.wandb,
                     compile=args.compile, until=args.until)
     summary = run(cfg)
@@ -284,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = xs.add_parser("score", help="mean return of the expert and/or random policy per task")
     s.add_argument("tasks", nargs="+", help="task names (see `generalist envs`)")
     s.add_argument("--episodes", type=int, default=50, help="episodes per task and policy (default 50)")
-    s.add_argument("--seed", type=int, default=REFERENCE_SEED, help="first seed; episode k uses seed+k")
+    s.add_argument("--seed", type=int, default=reference.REFERENCE_SEED, help="first seed; episode k uses seed+k")
     s.add_argument("--policy", nargs="+", choices=["expert", "random"], default=["expert", "random"],
                    help="which policies to score (default both)")
     s.add_argument("--workers", type=int, default=1, help="parallel processes")

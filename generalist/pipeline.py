@@ -15,10 +15,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from generalist import envs
 from generalist.agent.config import TrainConfig
+from generalist.datasets.collect import CollectConfig, collect
+from generalist.datasets.layout import DEFAULT_NAME, dataset_dir, write_json_atomic
 from generalist.errors import GeneralistError
+from generalist.eval.evaluate import EvalConfig, evaluate, progress_bar
+from generalist.eval.report import write as write_report
 from generalist.flags import command_line, to_flags
+from generalist.lock import WriterLock
 
 
 @dataclass(frozen=True)
@@ -88,8 +95,6 @@ STAGES = ("collect", "train", "report")
 
 def suite_datasets(cfg: RunConfig) -> list[Path]:
     """The suite's dataset directories: training reads these only, not everything under the root."""
-    from generalist.datasets.layout import DEFAULT_NAME, dataset_dir
-
     root = Path(cfg.data) if cfg.data else Path(cfg.out) / "data"
     return [dataset_dir(root, t, DEFAULT_NAME) for t in SUITES[cfg.suite].episodes]
 
@@ -125,8 +130,6 @@ def _stage(name: str, log: Callable[[str], None]):
 def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or finish) every stage; returns the summary also written to OUT/run.json. OUT is locked
     for the whole run (a second `generalist run` on it is refused)."""
-    from generalist.lock import WriterLock
-
     if cfg.suite not in SUITES:
         raise RunError(f"unknown suite {cfg.suite!r}; choose from {', '.join(SUITES)}")
     if cfg.workers < 1:
@@ -138,13 +141,9 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
 
 
 def _run(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, Any]:
-    from tqdm import tqdm
-
+    # lazy: torch, which the other commands (and `generalist run --help`) do not need
     from generalist.agent import checkpoint
     from generalist.agent.train import train
-    from generalist.datasets.collect import CollectConfig, collect
-    from generalist.eval.evaluate import EvalConfig, evaluate, progress_bar
-    from generalist.eval.report import write as write_report
 
     suite = SUITES[cfg.suite]
     out = Path(cfg.out)
@@ -165,8 +164,6 @@ def _run(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
-        from generalist.datasets.layout import write_json_atomic
-
         write_json_atomic(summary_path, summary)
 
     # 1. collect: complete each task's dataset to its episode count (existing episodes are kept)

@@ -24,6 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from generalist import envs
 from generalist.agent import checkpoint
 from generalist.agent.balance import TaskBalancer
 from generalist.agent.config import ACTION_LOSSES, LOSS_UNITS, SIZES, ModelConfig, TrainConfig
@@ -38,6 +39,7 @@ from generalist.agent.data import (
 from generalist.agent.encoder import OBS_NORMS, ObsNorm, encoders_for, shown_tokens
 from generalist.agent.model import GatoModel
 from generalist.agent.tokenizer import CONTINUOUS_OFFSET, N_BINS, OBS_ENCODINGS
+from generalist.datasets.layout import serialize_space
 from generalist.datasets.sampler import DatasetError, TaskData, WindowSampler, open_tasks, train_arrays
 from generalist.errors import ConfigError
 from generalist.lock import WriterLock
@@ -126,9 +128,6 @@ def check_specs(tasks) -> None:
 
     Compares with the spaces the registry declares: no env is built and no simulator imported, so
     training runs where only torch, numpy, h5py, safetensors, tqdm and gymnasium are installed."""
-    from generalist import envs
-    from generalist.datasets.layout import serialize_space
-
     for name, td in tasks.items():
         if name not in envs.TASKS:
             continue

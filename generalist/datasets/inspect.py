@@ -65,6 +65,18 @@ def info(ds_dir: Path) -> dict[str, Any]:
     return out
 
 
+def stored_seeds(ds_dir: Path) -> set[int]:
+    """The seeds of the episodes a dataset holds (empty when it is not there); DatasetError if unreadable."""
+    path = data_dir(ds_dir) / MAIN_FILE
+    if not path.exists():
+        return set()
+    try:
+        with h5py.File(path, "r") as f:
+            return {int(g.attrs["seed"]) for g in f.values() if "seed" in g.attrs}
+    except (OSError, KeyError) as e:
+        raise DatasetError(f"{path} cannot be read ({e})") from None
+
+
 @dataclass
 class CheckReport:
     path: Path

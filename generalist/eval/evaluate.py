@@ -14,11 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from generalist import envs
+from generalist.datasets.inspect import stored_seeds
+from generalist.datasets.layout import MAIN_FILE, DatasetError, data_dir, write_json_atomic
+from generalist.datasets.sampler import demonstration, open_tasks
 from generalist.errors import GeneralistError
+from generalist.eval import report
 from generalist.eval.rollouts import EVAL_SEED, task_scores
 from generalist.eval.scores import aggregate
+from generalist.eval.video import record, side_by_side, write_gif
 from generalist.experts import reference
 from generalist.experts.rollout import (
     EpisodeJob,
@@ -29,6 +35,7 @@ from generalist.experts.rollout import (
     split_seeds,
     worker_init,
 )
+from generalist.lock import WriterLock
 from generalist.procs import process_pool
 
 
@@ -57,7 +64,7 @@ class EvalConfig:
 def _cached_agent(ckpt: str, task: str, temperature: float = 0.0, prompt: int = 0):
     """One agent per (checkpoint, task, temperature, prompt): `prompt` is only a key, so an agent that
     carries a demonstration prompt is never reused without one."""
-    from generalist.agent.policy import AgentPolicy
+    from generalist.agent.policy import AgentPolicy  # lazy (torch): only agent evaluations load it
 
     return AgentPolicy.from_checkpoint(Path(ckpt), task, temperature=temperature)
 
@@ -65,8 +72,7 @@ def _cached_agent(ckpt: str, task: str, temperature: float = 0.0, prompt: int = 
 @functools.lru_cache(maxsize=8)
 def _demonstrations(ckpt: str, task: str):
     """The task's dataset as the run split it (held-out episodes give the prompts)."""
-    from generalist.agent import checkpoint
-    from generalist.datasets.sampler import open_tasks
+    from generalist.agent import checkpoint  # lazy (torch)
 
     meta = checkpoint.load_meta(checkpoint.resolve(Path(ckpt)))
     train = meta.get("train", {})
@@ -77,8 +83,6 @@ def _agent(ckpt: str, env, seed: int, temperature: float = 0.0, prompt: int = 0)
     """The agent for env's task; loaded once per process and task, reset by the episode loop and
     seeded by the episode's seed (sampling is then the same with any number of workers). With
     `prompt` N each episode starts from the last N steps of a held-out expert episode (chosen by seed)."""
-    from generalist.datasets.sampler import demonstration
-
     agent = _cached_agent(ckpt, env.task.name, temperature, prompt)
     agent.seed(seed)
     if prompt:
@@ -115,7 +119,7 @@ def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
     if cfg.policy == "agent":
         if not cfg.run:
             raise EvalError("give a run directory or checkpoint to evaluate (or --policy expert|random)")
-        from generalist.agent import checkpoint
+        from generalist.agent import checkpoint  # lazy (torch): expert/random evaluations do not need it
 
         ckpt = checkpoint.resolve(Path(cfg.run))
         meta = checkpoint.load_meta(ckpt)
@@ -157,19 +161,11 @@ def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
 
 def training_seeds(ds_dir: Path) -> set[int]:
     """Seeds of the episodes stored in a dataset (empty when it is no longer there)."""
-    import h5py
-
-    from generalist.datasets.layout import MAIN_FILE, data_dir
-
-    path = data_dir(ds_dir) / MAIN_FILE
-    if not path.exists():
-        return set()
     try:
-        with h5py.File(path, "r") as f:
-            return {int(g.attrs["seed"]) for g in f.values() if "seed" in g.attrs}
-    except (OSError, KeyError):
-        raise EvalError(f"{path} (the training data) cannot be read to rule out its seeds; restore it, "
-                        "or evaluate on a copy of the run without its data spec") from None
+        return stored_seeds(ds_dir)
+    except DatasetError:
+        raise EvalError(f"{data_dir(ds_dir) / MAIN_FILE} (the training data) cannot be read to rule out its seeds; "
+                        "restore it, or evaluate on a copy of the run without its data spec") from None
 
 
 class Partial:
@@ -180,8 +176,6 @@ class Partial:
 
     def load(self) -> dict[tuple[str, str], list[EpisodeResult]]:
         """What an earlier, interrupted run with the same settings finished; refuses other settings."""
-        from generalist.datasets.layout import write_json_atomic
-
         key_file = self.root / "settings.json"
         if not key_file.exists():
             self.root.mkdir(parents=True, exist_ok=True)
@@ -204,8 +198,6 @@ class Partial:
         return found
 
     def save(self, label: str, task: str, results: list[EpisodeResult]) -> None:
-        from generalist.datasets.layout import write_json_atomic
-
         (self.root / label).mkdir(parents=True, exist_ok=True)
         rows = [asdict(r) for r in sorted(results, key=lambda r: r.seed)]
         write_json_atomic(self.root / label / f"{task}.json", rows)
@@ -222,8 +214,6 @@ def episode_jobs(tasks: list[str], kinds: dict[str, PolicyFactory], episodes: in
 
 
 def _video(task: str, agent: PolicyFactory, seed: int, frames: int, path: str, with_expert: bool) -> dict[str, Any]:
-    from generalist.eval.video import record, side_by_side, write_gif
-
     a, ret_a = record(task, agent, seed, frames)
     streams, info = [a], {"seed": seed, "frames": len(a), "agent_return": ret_a}
     if with_expert:
@@ -257,8 +247,6 @@ def record_videos(tasks: list[str], factory: PolicyFactory, kind: str, seed: int
 
 def progress_bar(cfg: EvalConfig, n_tasks: int):
     """A tqdm bar over every episode (and video) `evaluate(cfg)` will run, and the callback driving it."""
-    from tqdm import tqdm
-
     kinds = len({cfg.policy, "expert", "random"}) if cfg.refresh_reference else 1
     bar = tqdm(total=n_tasks * (cfg.episodes * kinds + int(cfg.videos)), unit="ep", desc="eval",
                dynamic_ncols=True, delay=0.5)  # a refusal before the first episode prints no bar
@@ -276,8 +264,6 @@ def evaluate(cfg: EvalConfig, progress: Callable[[str, str, float | None], None]
     `progress(stage, task, return_or_None)` is called after every episode and every video. --out is
     locked and checked writable before the first rollout; each finished (policy, task) is kept in
     out/partial/, so rerunning an interrupted evaluation continues where it stopped."""
-    from generalist.lock import WriterLock
-
     ckpt, tasks = resolve(cfg)
     out = Path(cfg.out)
     with WriterLock(out, "eval"):
@@ -339,15 +325,11 @@ def _evaluate(cfg: EvalConfig, ckpt: Path | None, tasks: list[str], out: Path,
         "domains": {d: aggregate({t: v["normalized"] for t, v in per_task.items() if v["domain"] == d})
                     for d in domains},
     }
-    from generalist.datasets.layout import write_json_atomic
-
     if cfg.videos:
         vid_tick = (lambda t: progress("video", t, None)) if progress else None
         scores["videos"] = record_videos(tasks, kinds[cfg.policy], cfg.policy, cfg.seed, cfg.video_frames, out,
                                          cfg.workers, vid_tick)
     write_json_atomic(out / "scores.json", scores)
-    from generalist.eval import report
-
     report.write(out, scores)
     if cfg.wandb != "off":
         report.log_wandb(out, scores, cfg.wandb, ckpt)

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from generalist import envs
 from generalist.envs.base import TaskEnv
+from generalist.experts import make_policy
 from generalist.experts.base import Policy
 from generalist.procs import process_pool, spawn_queue
 
@@ -92,8 +94,6 @@ def expert_factory(kind: str) -> PolicyFactory:
 
 
 def _make_kind(kind: str, env: TaskEnv, seed: int) -> Policy:
-    from generalist.experts import make_policy
-
     return make_policy(kind, env, seed=seed)
 
 
@@ -108,8 +108,6 @@ _PROGRESS: Any = None  # in a worker: the queue episodes are reported through
 
 
 def _run_job(job: EpisodeJob) -> list[EpisodeResult]:
-    from generalist import envs
-
     env = envs.make(job.task)
     try:
         out = []

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generalist import envs
 from generalist.experts.base import Policy
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
@@ -252,8 +253,6 @@ def _save_atomic(obj: Any, path: Path) -> None:
 # ---------------------------------------------------------------- training
 def train(args: argparse.Namespace) -> None:
     """The SAC loop: random warm-up, then one update per agent step; periodic eval and checkpoints."""
-    from generalist import envs
-
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
