@@ -69,7 +69,7 @@ SUITES: dict[str, Suite] = {
     # memory for the pixel tasks (context 24: 4 Meta-World timesteps, 3 of walker, 8 of Pong and the maze).
     "full": Suite(
         description=f"all {len(envs.TASKS)} tasks, small model, GPU-sized",
-        episodes={t: (100 if envs.get_task(t).domain in ("atari", "memorymaze") else 300) for t in envs.TASKS},
+        episodes={t: (100 if "image" in spec.observation_space.spaces else 300) for t, spec in envs.TASKS.items()},
         action_noise={t: 0.2 for t in envs.TASKS if envs.get_task(t).domain == "metaworld"},
         train=dict(config="small", steps=20_000, batch=1024, context=24, max_timesteps=8, lr=3e-4, warmup=1000,
                    eval_every=1000, ckpt_every=1000, prompt_prob=0.0, workers=4, hide_actions=True,

@@ -18,17 +18,17 @@ from generalist.errors import GeneralistError
 
 def _atari(game: str, task: str) -> TaskSpec:
     return TaskSpec(f"atari-{task}", "atari", 27_000, f"atari-{task}-ram",
-                    atari.AtariEnv, *atari.spaces(game), {"game": game})
+                    atari.AtariEnv, *atari.spaces(game), atari.DISPLAY, {"game": game})
 
 
 def _dmc(domain: str, task: str, expert: str) -> TaskSpec:
     return TaskSpec(f"dmc-{domain}-{task}", "dmc", 1000, expert, dmc.DMCEnv,
-                    *dmc.spaces(domain, task), {"domain": domain, "task": task})
+                    *dmc.spaces(domain, task), dmc.DISPLAY, {"domain": domain, "task": task})
 
 
 def _metaworld(task: str) -> TaskSpec:
     return TaskSpec(f"metaworld-{task}", "metaworld", 500, f"metaworld-{task}-scripted",
-                    meta_world.MetaWorldEnv, *meta_world.spaces(), {"task": task},
+                    meta_world.MetaWorldEnv, *meta_world.spaces(), meta_world.DISPLAY, {"task": task},
                     success_key="success")
 
 
@@ -38,7 +38,7 @@ TASKS: dict[str, TaskSpec] = {
         _atari("Pong", "pong"),
         _atari("Breakout", "breakout"),
         TaskSpec("memorymaze-9x9", "memorymaze", 1000, "memorymaze-planner",
-                 maze.MemoryMazeEnv, *maze.spaces(), {"size": 9}),
+                 maze.MemoryMazeEnv, *maze.spaces(), maze.DISPLAY, {"size": 9}),
         _dmc("cartpole", "swingup", "dmc-cartpole-energy-lqr"),
         _dmc("reacher", "easy", "dmc-reacher-pd"),
         _dmc("walker", "walk", "dmc-walker-sac"),

@@ -13,13 +13,14 @@ import gymnasium as gym
 from gymnasium.wrappers import AtariPreprocessing
 
 from generalist.envs.base import TaskEnv
-from generalist.envs.spec import discrete_actions, image_space, require_same
+from generalist.envs.spec import Display, discrete_actions, image_space, require_same
 
 STICKY_ACTION_PROB = 0.25
 FRAME_SKIP = 4
 SCREEN = 84
 MINIMAL_ACTIONS = {"Pong": 6, "Breakout": 4}  # ALE's minimal action set per game (checked on construction)
 
+DISPLAY = Display(color="#4C72B0", video_stride=2, sized_render=False)  # renders at its own, fixed size
 
 def spaces(game: str) -> tuple[gym.spaces.Dict, gym.spaces.Discrete]:
     """The observation and action spaces of one game, without importing ale_py."""

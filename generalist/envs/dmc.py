@@ -9,7 +9,7 @@ import numpy as np
 
 from generalist.envs.base import TaskEnv
 from generalist.envs.rendering import configure_headless_gl, fast_render_settings
-from generalist.envs.spec import box_actions, require_same, state_space
+from generalist.envs.spec import Display, box_actions, require_same, state_space
 
 # (domain, task) -> (state size, action size): dm_control's flattened observation and its action spec.
 # Declared so that the spaces are known without importing dm_control; DMCEnv checks them on construction.
@@ -19,6 +19,7 @@ SIZES: dict[tuple[str, str], tuple[int, int]] = {
     ("walker", "walk"): (24, 6),
 }
 
+DISPLAY = Display(color="#55A868", video_stride=4, sized_render=True)  # renders at render_size
 
 def spaces(domain: str, task: str) -> tuple[gym.spaces.Dict, gym.spaces.Box]:
     """The observation and action spaces of `domain/task`, without importing dm_control."""

@@ -9,13 +9,14 @@ import numpy as np
 
 from generalist.envs.base import TaskEnv
 from generalist.envs.rendering import configure_headless_gl
-from generalist.envs.spec import discrete_actions, image_space, require_same
+from generalist.envs.spec import Display, discrete_actions, image_space, require_same
 
 PRIVILEGED_KEYS = ("agent_pos", "agent_dir", "targets_pos", "targets_vec", "target_pos", "target_vec",
                    "maze_layout")
 ACTION_NAMES = ("noop", "forward", "left", "right", "forward_left", "forward_right")
 IMAGE = (64, 64, 3)  # memory-maze's default image observation
 
+DISPLAY = Display(color="#DD8452", video_stride=2, sized_render=False)  # renders at its own, fixed size
 
 def spaces() -> tuple[gym.spaces.Dict, gym.spaces.Discrete]:
     """The observation and action spaces of every maze size, without importing memory_maze."""

@@ -13,10 +13,11 @@ import numpy as np
 
 from generalist.envs.base import TaskEnv
 from generalist.envs.rendering import configure_headless_gl, fast_render_settings
-from generalist.envs.spec import box_actions, require_same, state_space
+from generalist.envs.spec import Display, box_actions, require_same, state_space
 
 STATE_SIZE, ACTION_SIZE = 39, 4  # every v3 task: hand, gripper, two objects, goal (x2 frames); xyz + grip
 
+DISPLAY = Display(color="#C44E52", video_stride=2, sized_render=True)  # renders at render_size
 
 def spaces() -> tuple[gym.spaces.Dict, gym.spaces.Box]:
     """The observation and action spaces of every Meta-World task, without importing metaworld."""

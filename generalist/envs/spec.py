@@ -16,6 +16,16 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class Display:
+    """How reports show a domain's tasks: its colour in charts, every how many steps a video keeps a
+    frame, and whether its env renders at a requested size (`render_size=`) or at a fixed one."""
+
+    color: str
+    video_stride: int
+    sized_render: bool
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One task of the suite. `make(**kwargs)` builds a fresh env for it, whose spaces equal
     `observation_space` and `action_space` (the env takes them from the same declaration)."""
@@ -27,6 +37,7 @@ class TaskSpec:
     make: Callable[..., gym.Env] = field(repr=False, compare=False)
     observation_space: gym.spaces.Dict = field(repr=False, compare=False)
     action_space: gym.Space = field(repr=False, compare=False)
+    display: Display = field(repr=False, compare=False)
     kwargs: dict[str, Any] = field(default_factory=dict, compare=False)
     success_key: str | None = None  # per-step info key that marks success, if the task has one
 

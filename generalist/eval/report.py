@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from generalist import envs
 from generalist.eval.scores import normalized
 
-DOMAIN_COLORS = {"atari": "#4C72B0", "memorymaze": "#DD8452", "dmc": "#55A868", "metaworld": "#C44E52"}
+# each domain's chart colour, as its env module declares it (`Display.color`)
+DOMAIN_COLORS = {spec.domain: spec.display.color for spec in envs.TASKS.values()}
 FILES = "report_files"
 
 

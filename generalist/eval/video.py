@@ -15,17 +15,16 @@ from generalist import envs
 from generalist.experts.rollout import PolicyFactory
 
 HEIGHT = 128  # every panel is scaled (nearest neighbour) to this height
-# keep every k-th step, so that a ~250-frame video covers a meaningful stretch of each domain's episode
-STRIDE = {"atari": 2, "memorymaze": 2, "dmc": 4, "metaworld": 2}
 
 
 def record(task: str, policy: PolicyFactory, seed: int, max_frames: int = 250,
            stride: int | None = None) -> tuple[list[np.ndarray], float]:
     """Rendered RGB frames (every `stride`-th step, at most `max_frames`) of one episode's start,
-    and the return collected over the recorded stretch."""
-    domain = envs.get_task(task).domain
-    stride = stride or STRIDE.get(domain, 2)
-    sized = {"render_size": HEIGHT} if domain in ("dmc", "metaworld") else {}  # others have a fixed frame
+    and the return collected over the recorded stretch. The stride defaults to the domain's
+    `Display.video_stride`, so that a ~250-frame video covers a meaningful stretch of its episode."""
+    display = envs.get_task(task).display
+    stride = stride or display.video_stride
+    sized = {"render_size": HEIGHT} if display.sized_render else {}
     env = envs.make(task, render_mode="rgb_array", **sized)
     try:
         obs, _ = env.reset(seed=seed)
