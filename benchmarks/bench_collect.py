@@ -23,8 +23,8 @@ import gymnasium as gym  # noqa: E402
 
 from generalist import envs  # noqa: E402
 from generalist.datasets.collect import CollectConfig, collect  # noqa: E402
+from generalist.episodes import run_episode  # noqa: E402
 from generalist.experts import make_policy  # noqa: E402
-from generalist.experts.rollout import run_episode  # noqa: E402
 
 
 def plain(task: str, seeds: list[int]) -> tuple[int, float]:

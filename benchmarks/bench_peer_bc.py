@@ -46,6 +46,7 @@ from generalist.datasets.layout import (
     read_metadata,
     write_json_atomic,
 )
+from generalist.episodes import EpisodeResult, run_jobs
 from generalist.eval.evaluate import (
     EvalConfig,
     EvalError,
@@ -54,11 +55,10 @@ from generalist.eval.evaluate import (
     resolve,
     training_seeds,
 )
-from generalist.eval.rollouts import EVAL_SEED, task_scores
 from generalist.eval.scores import aggregate, bootstrap_ci, normalized
+from generalist.eval.task_scores import EVAL_SEED, task_scores
 from generalist.experts import reference
 from generalist.experts.base import Policy
-from generalist.experts.rollout import EpisodeResult, run_jobs
 
 EPOCH_STEPS = 200  # d3rlpy commits its logged metrics once per epoch of this many steps
 

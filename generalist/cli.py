@@ -20,7 +20,7 @@ from generalist.envs import describe, get_task, task_names
 from generalist.errors import GeneralistError, os_error_sentence
 from generalist.eval import report
 from generalist.eval.evaluate import EvalConfig, evaluate, progress_bar, resolve
-from generalist.eval.rollouts import EVAL_SEED
+from generalist.eval.task_scores import EVAL_SEED
 from generalist.experts import reference
 from generalist.flags import add_flags, from_args
 from generalist.pipeline import SUITES, RunConfig, run

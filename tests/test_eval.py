@@ -81,8 +81,8 @@ def test_workers_give_the_same_episodes(tmp_path):
 
 
 def test_episode_jobs_cover_every_seed_once():
+    from generalist.episodes import expert_factory
     from generalist.eval.evaluate import episode_jobs
-    from generalist.experts.rollout import expert_factory
 
     jobs = episode_jobs(["a", "b", "c"], {"agent": expert_factory("random")}, episodes=7, seed=10, workers=4)
     assert len(jobs) >= 4  # enough chunks to keep 4 processes busy

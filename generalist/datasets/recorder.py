@@ -9,8 +9,8 @@ import numpy as np
 from generalist.datasets.noise import NoisyPolicy
 from generalist.datasets.writer import Episode
 from generalist.envs.base import TaskEnv
+from generalist.episodes import run_episode
 from generalist.experts.base import Policy
-from generalist.experts.rollout import run_episode
 
 
 class EpisodeRecorder:

@@ -20,13 +20,7 @@ from generalist import envs
 from generalist.datasets.inspect import stored_seeds
 from generalist.datasets.layout import MAIN_FILE, DatasetError, data_dir, write_json_atomic
 from generalist.datasets.sampler import demonstration, open_tasks
-from generalist.errors import GeneralistError
-from generalist.eval import report
-from generalist.eval.rollouts import EVAL_SEED, task_scores
-from generalist.eval.scores import aggregate
-from generalist.eval.video import record, side_by_side, write_gif
-from generalist.experts import reference
-from generalist.experts.rollout import (
+from generalist.episodes import (
     EpisodeJob,
     EpisodeResult,
     PolicyFactory,
@@ -35,6 +29,12 @@ from generalist.experts.rollout import (
     split_seeds,
     worker_init,
 )
+from generalist.errors import GeneralistError
+from generalist.eval import report
+from generalist.eval.scores import aggregate
+from generalist.eval.task_scores import EVAL_SEED, task_scores
+from generalist.eval.video import record, side_by_side, write_gif
+from generalist.experts import reference
 from generalist.lock import WriterLock
 from generalist.procs import process_pool
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from generalist import envs
-from generalist.experts.rollout import PolicyFactory
+from generalist.episodes import PolicyFactory
 
 HEIGHT = 128  # every panel is scaled (nearest neighbour) to this height
 

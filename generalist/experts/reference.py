@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from generalist.experts.rollout import EpisodeJob, expert_factory, run_jobs, split_seeds, summarize
+from generalist.episodes import EpisodeJob, expert_factory, run_jobs, split_seeds, summarize
 
 REFERENCE_FILE = Path(__file__).parent / "data" / "reference_scores.json"
 REFERENCE_SEED = 1_000_000  # far from collection seeds (0, 1, ...) so no dataset shares them

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from generalist import envs
+from generalist.episodes import EpisodeResult
 from generalist.eval.scores import bootstrap_ci, normalized
-from generalist.experts.rollout import EpisodeResult
 
 EVAL_SEED = 2_000_000  # disjoint from collection (0, 1, ...) and reference (1,000,000+) seeds
 

@@ -1,4 +1,5 @@
-"""Run one episode of a policy in an env: the loop collection and scoring share."""
+"""Run episodes of a policy: the one episode loop, and the jobs that run it in the one worker pool
+(`procs.process_pool`) for collection, reference scores and evaluation."""
 
 from __future__ import annotations
 
