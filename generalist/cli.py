@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from generalist import wandb_run
 from generalist.agent.config import TrainConfig
 from generalist.datasets.collect import CollectConfig, check_config, collect
 from generalist.datasets.inspect import check, info
@@ -121,14 +122,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def _wandb_init(mode: str, job: str, config: dict):
     """A W&B run in `mode` (offline|online), or None for off. Offline never touches the network."""
-    if mode == "off":
-        return None
-    import wandb  # lazy: only runs that log to W&B pay for importing it
-
-    os.environ.setdefault("WANDB_SILENT", "true")
-    return wandb.init(project=os.environ.get("WANDB_PROJECT", "generalist"), job_type=job, mode=mode,
-                      config={k: (str(v) if not isinstance(v, int | float | str | bool | list) else v)
-                              for k, v in config.items() if k != "func"})
+    if mode != "off":
+        os.environ.setdefault("WANDB_SILENT", "true")
+    return wandb_run.start(mode, job, {k: (str(v) if not isinstance(v, int | float | str | bool | list) else v)
+                                       for k, v in config.items() if k != "func"})
 
 
 # ---------------------------------------------------------------- datasets

@@ -23,8 +23,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
-from generalist import envs
+from generalist import envs, wandb_run
 from generalist.agent import checkpoint
 from generalist.agent.balance import TaskBalancer
 from generalist.agent.config import ACTION_LOSSES, LOSS_UNITS, SIZES, ModelConfig, TrainConfig
@@ -245,13 +246,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
     shared = [p for n, p in model.named_parameters() if n.startswith("blocks.")]
 
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    run = None
-    if rank == 0 and cfg.wandb != "off":
-        import wandb
-        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "generalist"), job_type="train",
-                         mode=cfg.wandb, config=meta, dir=str(run_dir), resume="allow")
-    from tqdm import tqdm
-
+    run = wandb_run.start(cfg.wandb, "train", meta, dir=str(run_dir), resume="allow") if rank == 0 else None
     bar = tqdm(total=cfg.steps, initial=start, unit="step", desc="train", disable=rank != 0, dynamic_ncols=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     log: dict[str, float] = {}

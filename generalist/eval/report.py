@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from generalist import envs
+from generalist import envs, wandb_run
 from generalist.eval.scores import normalized
 
 # each domain's chart colour, as its env module declares it (`Display.color`)
@@ -234,14 +234,11 @@ def write(out: Path, scores: dict[str, Any] | None = None) -> tuple[Path, Path]:
 
 def log_wandb(out: Path, scores: dict[str, Any], mode: str, checkpoint: Path | None) -> None:
     """The per-task table, the aggregate, both charts and the videos to a W&B run (job_type 'eval')."""
-    import os
-
-    import wandb
+    import wandb  # lazy: a heavy optional dependency (for its Table, Image and Video types)
 
     run_dir = Path(checkpoint).resolve().parent.parent if checkpoint else None  # RUN/checkpoints/step_N
     run_name = f"{run_dir.parent.name}/{run_dir.name}" if run_dir else None
-    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "generalist"), job_type="eval", mode=mode,
-                     dir=str(out), group=run_name, config=scores.get("config", {}))
+    run = wandb_run.start(mode, "eval", scores.get("config", {}), dir=str(out), group=run_name)
     try:
         run.log({
             "eval/tasks": wandb.Table(columns=TASK_HEADER, data=_task_rows(scores)),
