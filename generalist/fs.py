@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from generalist.errors import DiskFullError, OutputPathError, os_error_sentence
 
 SPACE_MARGIN = 4 * 2**20  # bytes kept free beyond an estimate (indexes, metadata, HDF5 overhead)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """The one atomic-write idiom: yields `path` + ".tmp" to write, renamed over `path` when the block
+    ends without error, so that readers see the old file or the new one, never a partial one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    yield tmp
+    os.replace(tmp, path)
 
 
 def first_file_ancestor(path: Path) -> Path | None:

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from generalist.agent.config import KEEP_LAST
 from generalist.errors import GeneralistError
-from generalist.fs import require_free_space
+from generalist.fs import atomic_path, require_free_space
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
@@ -81,9 +81,8 @@ def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler,
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    pointer = root / (LATEST + ".tmp")
-    pointer.write_text(final.name)
-    os.replace(pointer, root / LATEST)
+    with atomic_path(root / LATEST) as pointer:
+        pointer.write_text(final.name)
     if keep_last > 0:
         for old in all_checkpoints(run_dir)[:-keep_last]:
             if old != final:

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from generalist.errors import GeneralistError
+from generalist.fs import atomic_path
 
 MAIN_FILE = "main_data.hdf5"
 METADATA_FILE = "metadata.json"
@@ -121,12 +122,10 @@ def _first_line(e: BaseException) -> str:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to a temporary name, fsync, then rename over `path`."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def find_datasets(path: Path) -> list[Path]:

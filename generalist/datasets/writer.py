@@ -44,7 +44,7 @@ from generalist.datasets.layout import (
     write_json_atomic,
 )
 from generalist.errors import GeneralistError
-from generalist.fs import require_free_space
+from generalist.fs import atomic_path, require_free_space
 
 IMAGE_CHUNK_FRAMES = 16   # frames per chunk: windows of consecutive steps read few chunks
 IMAGE_CODEC = ("gzip", 1)  # measured on real frames: see README "Storage"; readable by any HDF5 tool
@@ -253,11 +253,9 @@ class DatasetWriter:
         return ep_id
 
     def _write_index(self) -> None:
-        tmp = self.data / (MAIN_FILE + ".tmp")
-        with h5py.File(tmp, "w", track_order=True) as f:
+        with atomic_path(self.main) as tmp, h5py.File(tmp, "w", track_order=True) as f:
             for i, (rel, obj) in enumerate(self.entries):
                 f[f"episode_{i}"] = h5py.ExternalLink(rel, obj)
-        os.replace(tmp, self.main)
         self._meta.update(total_episodes=len(self.entries), total_steps=int(sum(self.steps)))
         write_json_atomic(self.data / METADATA_FILE, self._meta)
 
@@ -267,15 +265,14 @@ class DatasetWriter:
             return
         require_free_space(self.data, sum((self.data / rel).stat().st_size for rel, _ in self.entries),
                            "packing the dataset into one file")
-        tmp = self.data / (MAIN_FILE + ".tmp")
-        with h5py.File(tmp, "w", track_order=True) as dst:
-            for i, (rel, obj) in enumerate(self.entries):
-                with h5py.File(self.data / rel, "r") as src:
-                    src.copy(src[obj], dst, name=f"episode_{i}")
-                    dst[f"episode_{i}"].attrs["id"] = i
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.main)
+        with atomic_path(self.main) as tmp:
+            with h5py.File(tmp, "w", track_order=True) as dst:
+                for i, (rel, obj) in enumerate(self.entries):
+                    with h5py.File(self.data / rel, "r") as src:
+                        src.copy(src[obj], dst, name=f"episode_{i}")
+                        dst[f"episode_{i}"].attrs["id"] = i
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         self.entries = [(MAIN_FILE, f"/episode_{i}") for i in range(len(self.entries))]
         self._consolidated = True
         shutil.rmtree(self.parts, ignore_errors=True)

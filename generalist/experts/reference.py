@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from generalist.episodes import EpisodeJob, expert_factory, run_jobs, split_seeds, summarize
+from generalist.fs import atomic_path
 
 REFERENCE_FILE = Path(__file__).parent / "data" / "reference_scores.json"
 REFERENCE_SEED = 1_000_000  # far from collection seeds (0, 1, ...) so no dataset shares them
@@ -46,6 +46,5 @@ def save(task: str, kind: str, result: dict[str, Any], path: Path = REFERENCE_FI
     result["command"] = "generalist " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
     result["measured"] = _dt.date.today().isoformat()
     data.setdefault(task, {})[kind] = result
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

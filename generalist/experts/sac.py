@@ -28,6 +28,7 @@ from torch import nn
 
 from generalist import envs
 from generalist.experts.base import Policy
+from generalist.fs import atomic_path
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 WALKER_CHECKPOINT = CHECKPOINT_DIR / "dmc-walker-walk-sac.safetensors"
@@ -238,16 +239,14 @@ def export_actor(actor: Actor, path: Path, meta: dict[str, Any]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().clone() for k, v in actor.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={k: str(v) for k, v in meta.items()})
-    os.chmod(tmp, 0o644)  # safetensors writes 0600; the package file must be readable by all
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+        os.chmod(tmp, 0o644)  # safetensors writes 0600; the package file must be readable by all
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 # ---------------------------------------------------------------- training
