@@ -44,7 +44,6 @@ def flag_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     return out
 
 
-
 def _default(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default_factory is not _MISSING else f.default
 
