@@ -24,9 +24,14 @@ from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
-from dm_control import mjcf
-from dm_control.locomotion.props import target_sphere
-from dm_control.mujoco import engine
+
+from generalist.envs.rendering import configure_headless_gl
+
+configure_headless_gl()  # dm_control picks its GL backend when imported: glfw (no display: abort) if unset
+
+from dm_control import mjcf  # noqa: E402
+from dm_control.locomotion.props import target_sphere  # noqa: E402
+from dm_control.mujoco import engine  # noqa: E402
 
 
 def unwrap(env: Any) -> Any:
