@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from generalist.agent.model import SIZES, GatoModel, ModelConfig
-from generalist.agent.tokenizer import PATCH_TOKEN
+from generalist.agent.tokenizer import FRAME_TOKEN, PATCH_TOKEN, VECTOR_TOKEN
 
 
 def _batch(seed=0, b=2, steps=5, n_patches=4):
@@ -82,3 +82,28 @@ def test_preallocated_kv_cache_matches_full_recompute():
         last, _ = m(tokens[:, :5], local[:, :5], patches[:4], pos[:4], last_only=True)
     torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-5, rtol=1e-4)
     assert last.shape[1] == 1
+
+
+def test_per_shape_input_encoders_route_by_task():
+    """With per-shape input encoders, each vector/frame slot is embedded by its task's group encoder only:
+    tasks 0 and 2 share state projection 0, task 1 has its own; frames of tasks 0 and 1 use different convs."""
+    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, state_dim=8, frame_size=36, state_encoders=[0, 1, 0],
+                      frame_encoders=[1, 0, 0])
+    m = GatoModel(cfg).eval()
+    assert len(m.vector_embed) == 2 and len(m.frame_embed) == 2
+    tokens = torch.tensor([[VECTOR_TOKEN, FRAME_TOKEN, VECTOR_TOKEN, VECTOR_TOKEN, FRAME_TOKEN]])
+    task_ids = torch.tensor([[1, 0, 0, 2, 1]])
+    local = torch.zeros_like(tokens)
+    vectors, frames = torch.randn(3, 8), torch.randint(0, 255, (2, 3, 36, 36), dtype=torch.uint8)
+    with torch.no_grad():
+        x = m.embed(tokens, local, vectors=vectors, frames=frames, task_ids=task_ids)
+        base = m.local_pos(local)  # vector and frame slots replace the token embedding
+        want = [m.vector_embed[1](vectors[0]), m.frame_embed[1](frames[:1])[0], m.vector_embed[0](vectors[1]),
+                m.vector_embed[0](vectors[2]), m.frame_embed[0](frames[1:])[0]]
+        torch.testing.assert_close(x[0], base[0] + torch.stack(want))
+        # the other group's encoder would give something else: routing matters
+        assert not torch.allclose(m.vector_embed[0](vectors[0]), want[0])
+    # gradients reach only the encoders of the tasks in the batch
+    m.zero_grad()
+    m.embed(tokens[:, :1], local[:, :1], vectors=vectors[:1], task_ids=task_ids[:, :1]).sum().backward()
+    assert m.vector_embed[1].weight.grad is not None and m.vector_embed[0].weight.grad is None

@@ -17,7 +17,8 @@ from generalist.agent.train import TrainConfig, train
 from generalist.datasets.collect import CollectConfig, collect
 from generalist.datasets.sampler import WindowSampler, open_tasks
 
-TASKS = ["metaworld-reach", "memorymaze-9x9"]  # state + continuous actions; image + discrete actions
+# state + continuous actions; image + discrete actions; a second state shape (per-shape input encoders)
+TASKS = ["metaworld-reach", "memorymaze-9x9", "dmc-cartpole-swingup"]
 K = 5
 
 
@@ -28,14 +29,15 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("encoding,hide,memory,task_emb", [("vector", True, K, False), ("vector", True, K, True),
-                                                           ("vector", False, 0, False), ("tokens", True, 0, False)])
-def test_policy_feeds_what_training_windows_hold(data, tmp_path, encoding, hide, memory, task_emb):
+@pytest.mark.parametrize("encoding,hide,memory,task_emb,inputs", [
+    ("vector", True, K, False, "shared"), ("vector", True, K, True, "per-shape"),
+    ("vector", False, 0, False, "shared"), ("tokens", True, 0, False, "shared")])
+def test_policy_feeds_what_training_windows_hold(data, tmp_path, encoding, hide, memory, task_emb, inputs):
     run = tmp_path / "run"
     context = 400 if encoding == "tokens" else 64
     train(TrainConfig(data=[str(data)], out=str(run), steps=1, batch=2, context=context, prompt_prob=0.0,
                       obs_encoding=encoding, hide_actions=hide, max_timesteps=memory, eval_every=1000,
-                      task_embedding=task_emb))
+                      task_embedding=task_emb, input_encoders=inputs))
     ck = checkpoint.latest(run)
     tasks = open_tasks([data])
     for task in TASKS:
@@ -65,16 +67,17 @@ def test_policy_feeds_what_training_windows_hold(data, tmp_path, encoding, hide,
         torch.testing.assert_close(full[0, n - 1], logits, rtol=1e-4, atol=1e-4)
 
 
-def test_packed_windows_score_as_if_alone(data, tmp_path):
+@pytest.mark.parametrize("inputs", ["shared", "per-shape"])
+def test_packed_windows_score_as_if_alone(data, tmp_path, inputs):
     """Windows of two tasks packed into shared rows get the logits each gets alone (attention and
     the image/vector slots stay inside their own window)."""
     run = tmp_path / "run"
     train(TrainConfig(data=[str(data)], out=str(run), steps=1, batch=2, context=32, prompt_prob=0.0,
                       obs_encoding="vector", max_timesteps=K, task_timesteps={"metaworld-reach": 2},
-                      eval_every=1000, task_embedding=True))
+                      eval_every=1000, task_embedding=True, input_encoders=inputs))
     ck = checkpoint.latest(run)
     tasks = open_tasks([data])
-    steps = {"metaworld-reach": 2, "memorymaze-9x9": 3}
+    steps = {"metaworld-reach": 2, "memorymaze-9x9": 3, "dmc-cartpole-swingup": 4}
     samplers = {t: WindowSampler(tasks, steps, {x: float(x == t) for x in TASKS}, prompt_prob=0.0) for t in TASKS}
     samples, alone = [], []
     for task in TASKS * 3:

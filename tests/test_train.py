@@ -167,3 +167,25 @@ def test_task_balancer_scales():
     b.load_state_dict({"norms": {0: 1.0, 1: 4.0, 2: 100.0}, "measured": 1})
     # geometric mean of the norms is (400)^(1/3) = 7.37: scales 7.37, 1.84, 0.074 -> clipped to [1/3, 3]
     np.testing.assert_allclose(b.scale.tolist(), [3.0, 400 ** (1 / 3) / 4, 1 / 3], rtol=1e-6)
+
+
+def test_per_shape_input_encoders(data, tmp_path):
+    """--input-encoders per-shape: one state projection per state size (reacher 6, Meta-World 39), the maze's
+    frames their own conv encoder; stored in the checkpoint and loaded back; refused with Gato's tokens."""
+    from generalist.agent.config import ModelConfig
+    from generalist.agent.model import GatoModel
+    from generalist.agent.train import TrainConfig, train
+    from generalist.errors import ConfigError
+
+    cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "r"), steps=2, batch=4, context=256, eval_every=2,
+                      ckpt_every=2, val_batches=1, obs_encoding="vector", input_encoders="per-shape")
+    train(cfg)
+    ck = checkpoint.latest(tmp_path / "r")
+    meta = checkpoint.load_meta(ck)
+    # tasks in sorted order: dmc-reacher-easy, memorymaze-9x9, metaworld-reach
+    assert meta["model"]["state_encoders"] == [0, 0, 1] and meta["model"]["frame_encoders"] == [0, 0, 0]
+    model = GatoModel(ModelConfig(**meta["model"]))
+    model.load_state_dict(checkpoint.load_weights(ck))  # strict: the stored weights are the per-shape ones
+    assert len(model.vector_embed) == 2 and len(model.frame_embed) == 1
+    with pytest.raises(ConfigError, match="per-shape needs --obs-encoding vector"):
+        train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "t"), "obs_encoding": "tokens"}))

@@ -10,6 +10,7 @@ from generalist.agent.tokenizer import OBS_ENCODINGS, VOCAB_SIZE
 from generalist.flags import option
 
 ACTION_LOSSES = ("ce", "hlgauss")
+INPUT_ENCODERS = ("shared", "per-shape")
 LOSS_UNITS = ("token", "timestep")
 KEEP_LAST = 3  # checkpoints kept by default (the newest ones)
 WANDB_MODES = ("off", "offline", "online")
@@ -30,6 +31,10 @@ class ModelConfig:
     state_dim: int = 64              # "vector" encoding: state vectors are zero-padded to this size
     frame_size: int = 84             # "vector" encoding: images are zero-padded to frame_size x frame_size
     n_tasks: int = 0                 # task embeddings (`--task-embedding`): one learned vector per task; 0: none, as Gato
+    # `--input-encoders per-shape`: for each task (in task order) the index of its state projection and of its
+    # frame encoder (tasks whose observations have the same shape share one); empty: one of each, shared by all.
+    state_encoders: list[int] = field(default_factory=list)
+    frame_encoders: list[int] = field(default_factory=list)
     # What `generalist train --help` says of a named size; not part of the model (left out of to_dict).
     note: str = field(default="", compare=False, repr=False)
 
@@ -112,6 +117,12 @@ class TrainConfig:
     # Gato infers the task from the observations, or reads it from a prompt.
     task_embedding: bool = option(False, help="add a learned embedding of the window's task to every slot "
                                               "(the model need not infer the task)")
+    # Pong's grayscale frames and the maze's RGB ones share one conv stack under "shared", where the maze's
+    # gradients are ~30x Pong's (DEVELOPERS.md, "Task gradient balance").
+    input_encoders: str = option("shared", choices=INPUT_ENCODERS,
+                                 help="vector encoding: shared (one state projection and one conv frame encoder "
+                                      "for all tasks) or per-shape (one for each distinct state size and image "
+                                      "shape; tasks with the same observation shape still share)")
     # Measured on the shared blocks by agent/balance.py.
     balance_tasks: float = option(0.0, metavar="ALPHA",
                                   help="scale each task's loss by (its gradient norm on the shared layers / the "

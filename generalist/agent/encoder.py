@@ -241,3 +241,10 @@ def encoders_for(meta: dict[str, Any], model_cfg) -> dict[str, TimestepEncoder]:
 def task_order(meta: dict[str, Any]) -> list[str]:
     """The run's tasks in the order of the model's task embeddings (sorted names)."""
     return sorted(meta["layouts"])
+
+
+def shape_groups(shapes: list[tuple[int, ...] | None]) -> list[int]:
+    """Per-shape input encoders: for each task's observation shape (None: the task has no such input)
+    the index of the encoder it uses; equal shapes share one, numbered in order of first appearance."""
+    first: dict[tuple[int, ...], int] = {}
+    return [first.setdefault(tuple(s), len(first)) if s is not None else 0 for s in shapes]

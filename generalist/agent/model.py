@@ -142,8 +142,14 @@ class GatoModel(nn.Module):
         self.patch_embed = ResidualPatchEmbed(cfg)
         self.patch_row = nn.Embedding(cfg.max_patch_grid, cfg.n_embd)
         self.patch_col = nn.Embedding(cfg.max_patch_grid, cfg.n_embd)
-        self.vector_embed = nn.Linear(cfg.state_dim, cfg.n_embd)
-        self.frame_embed = FrameEncoder(cfg)
+        # one state projection / frame encoder, or (per-shape input encoders) one per group of tasks whose
+        # observations have the same shape; the task id of a slot picks its group
+        n_state, n_frame = max(cfg.state_encoders, default=0) + 1, max(cfg.frame_encoders, default=0) + 1
+        self.vector_embed = (nn.ModuleList(nn.Linear(cfg.state_dim, cfg.n_embd) for _ in range(n_state))
+                             if cfg.state_encoders else nn.Linear(cfg.state_dim, cfg.n_embd))
+        self.frame_embed = nn.ModuleList(FrameEncoder(cfg) for _ in range(n_frame)) if cfg.frame_encoders else FrameEncoder(cfg)
+        for name, groups in (("state_group", cfg.state_encoders), ("frame_group", cfg.frame_encoders)):
+            self.register_buffer(name, torch.tensor(groups or [0], dtype=torch.long), persistent=False)
         self.task_emb = nn.Embedding(cfg.n_tasks, cfg.n_embd) if cfg.n_tasks else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
@@ -182,14 +188,36 @@ class GatoModel(nn.Module):
             pe = self.patch_embed(patches) + self.patch_row(patch_pos[:, 0]) + self.patch_col(patch_pos[:, 1])
             x = x.masked_scatter((tokens == PATCH_TOKEN).unsqueeze(-1), pe.to(x.dtype))
         if vectors is not None and vectors.numel():
-            x = x.masked_scatter((tokens == VECTOR_TOKEN).unsqueeze(-1), self.vector_embed(vectors).to(x.dtype))
+            where = tokens == VECTOR_TOKEN
+            e = self._grouped(self.vector_embed, self.state_group, vectors, where, task_ids)
+            x = x.masked_scatter(where.unsqueeze(-1), e.to(x.dtype))
         if frames is not None and frames.numel():
-            x = x.masked_scatter((tokens == FRAME_TOKEN).unsqueeze(-1), self.frame_embed(frames).to(x.dtype))
+            where = tokens == FRAME_TOKEN
+            e = self._grouped(self.frame_embed, self.frame_group, frames, where, task_ids)
+            x = x.masked_scatter(where.unsqueeze(-1), e.to(x.dtype))
         if self.task_emb is not None:
             if task_ids is None:
                 raise ValueError("this model has task embeddings: pass task_ids")
             x = x + self.task_emb(task_ids).to(x.dtype)
         return self.drop(x + self.local_pos(local_positions))
+
+    def _grouped(self, encoders: nn.Module, group_of_task: torch.Tensor, inputs: torch.Tensor, where: torch.Tensor,
+                 task_ids: torch.Tensor | None) -> torch.Tensor:
+        """Embed `inputs` (one per True slot of `where`, row-major) with one shared encoder, or with the
+        encoder of each slot's task group (per-shape input encoders)."""
+        if not isinstance(encoders, nn.ModuleList):
+            return encoders(inputs)
+        if task_ids is None:
+            raise ValueError("this model has per-shape input encoders: pass task_ids")
+        groups = group_of_task[task_ids[where]]
+        out = None
+        for g, enc in enumerate(encoders):
+            sel = (groups == g).nonzero().squeeze(1)
+            if len(sel):
+                e = enc(inputs[sel])
+                out = e.new_zeros(len(inputs), e.shape[1]) if out is None else out.to(e.dtype)
+                out = out.index_copy(0, sel, e)
+        return out
 
     def forward(self, tokens, local_positions, patches=None, patch_pos=None, cache=None, last_only: bool = False,
                 vectors=None, frames=None, where: torch.Tensor | None = None, segments: torch.Tensor | None = None,

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from generalist import envs, wandb_run
 from generalist.agent import checkpoint
 from generalist.agent.balance import TaskBalancer
-from generalist.agent.config import ACTION_LOSSES, LOSS_UNITS, SIZES, ModelConfig, TrainConfig
+from generalist.agent.config import ACTION_LOSSES, INPUT_ENCODERS, LOSS_UNITS, SIZES, ModelConfig, TrainConfig
 from generalist.agent.data import (
     GlobalBatchIndices,
     WindowDataset,
@@ -37,7 +37,7 @@ from generalist.agent.data import (
     layout_for,
     steps_per_window,
 )
-from generalist.agent.encoder import OBS_NORMS, ObsNorm, encoders_for, shown_tokens
+from generalist.agent.encoder import OBS_NORMS, ObsNorm, encoders_for, shape_groups, shown_tokens
 from generalist.agent.model import GatoModel
 from generalist.agent.tokenizer import CONTINUOUS_OFFSET, N_BINS, OBS_ENCODINGS
 from generalist.datasets.layout import serialize_space
@@ -114,6 +114,16 @@ def discrete_action_counts(tasks: dict[str, TaskData]) -> dict[str, np.ndarray]:
             for name, td in tasks.items() if hasattr(td.action_space, "n")}
 
 
+def input_encoders(tasks: dict[str, TaskData], cfg: TrainConfig) -> dict[str, list[int]]:
+    """ModelConfig's per-task state and frame encoder indices for `--input-encoders per-shape` (else none)."""
+    if cfg.input_encoders == "shared":
+        return {}
+    order = sorted(tasks)  # the model's task order (encoder.task_order)
+    spaces = [tasks[t].observation_space.spaces for t in order]
+    return {"state_encoders": shape_groups([tuple(s["state"].shape) if "state" in s else None for s in spaces]),
+            "frame_encoders": shape_groups([tuple(s["image"].shape) if "image" in s else None for s in spaces])}
+
+
 def _dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
@@ -165,6 +175,10 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
         raise ConfigError(f"unknown --obs-norm {cfg.obs_norm!r}; choose from {', '.join(OBS_NORMS)}")
     if cfg.action_loss not in ACTION_LOSSES:
         raise ConfigError(f"unknown --action-loss {cfg.action_loss!r}; choose from {', '.join(ACTION_LOSSES)}")
+    if cfg.input_encoders not in INPUT_ENCODERS:
+        raise ConfigError(f"unknown --input-encoders {cfg.input_encoders!r}; choose from {', '.join(INPUT_ENCODERS)}")
+    if cfg.input_encoders != "shared" and cfg.obs_encoding != "vector":
+        raise ConfigError("--input-encoders per-shape needs --obs-encoding vector (Gato's tokens have no input encoder)")
     if cfg.loss_unit not in LOSS_UNITS:
         raise ConfigError(f"unknown --loss-unit {cfg.loss_unit!r}; choose from {', '.join(LOSS_UNITS)}")
     if not cfg.hl_sigma > 0:
@@ -181,7 +195,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
     layouts = {t: layout_for(td, encoding=cfg.obs_encoding) for t, td in tasks.items()}
     spw = steps_per_window(layouts, cfg.context, cfg.max_timesteps, cfg.task_timesteps)
     model_cfg = ModelConfig(**{**SIZES[cfg.config].to_dict(), "max_seq_len": cfg.context,
-                               "n_tasks": len(tasks) if cfg.task_embedding else 0})
+                               "n_tasks": len(tasks) if cfg.task_embedding else 0, **input_encoders(tasks, cfg)})
     norms = fit_obs_norms(tasks, cfg.obs_norm) if cfg.obs_encoding == "vector" else {}
     meta = {"train": asdict(cfg), "model": model_cfg.to_dict(), "data": data_spec(tasks),
             "layouts": {t: asdict(lay) for t, lay in layouts.items()},
