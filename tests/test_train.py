@@ -187,5 +187,11 @@ def test_per_shape_input_encoders(data, tmp_path):
     model = GatoModel(ModelConfig(**meta["model"]))
     model.load_state_dict(checkpoint.load_weights(ck))  # strict: the stored weights are the per-shape ones
     assert len(model.vector_embed) == 2 and len(model.frame_embed) == 1
+    # the teacher-forced confusion script plays recorded maze steps through this checkpoint's acting path
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    from action_confusion import confusion
+
+    table = confusion(ck, data, "memorymaze-9x9", steps=12, episode=-1)
+    assert table.shape == (6, 6) and table.sum() == 12
     with pytest.raises(ConfigError, match="per-shape needs --obs-encoding vector"):
         train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "t"), "obs_encoding": "tokens"}))
