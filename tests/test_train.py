@@ -195,3 +195,50 @@ def test_per_shape_input_encoders(data, tmp_path):
     assert table.shape == (6, 6) and table.sum() == 12
     with pytest.raises(ConfigError, match="per-shape needs --obs-encoding vector"):
         train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "t"), "obs_encoding": "tokens"}))
+
+
+def test_weight_average_follows_the_formula():
+    import torch
+
+    from generalist.agent.ema import WeightAverage
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    avg, expect = WeightAverage(model, decay=0.9), 0.0
+    for n in range(1, 30):
+        with torch.no_grad():
+            model.weight.fill_(float(n))
+        avg.update(model)
+        d = min(0.9, (1 + n) / (10 + n))
+        expect = d * expect + (1 - d) * n
+    np.testing.assert_allclose(avg.model.weight.detach().numpy(), expect, rtol=1e-6)
+    assert not avg.model.weight.requires_grad
+
+
+def test_ema_checkpoint_acts_with_the_average_and_resumes(data, tmp_path):
+    """--ema: model.safetensors holds the average (what eval plays), train_state.pt the optimizer's weights; a run
+    resumed at step 2 ends with the same average and weights as one trained to step 4 in one go."""
+    import torch
+
+    from generalist.agent.train import TrainConfig, train
+    from generalist.errors import ConfigError
+
+    cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "a"), steps=4, batch=4, context=256, eval_every=2,
+                      ckpt_every=2, val_batches=1, obs_encoding="vector", ema=0.5, lr=3e-3)
+    train(cfg)
+    train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "b"), "steps": 2}))
+    train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "b")}), resume=True)
+    ends = []
+    for run in ("a", "b"):
+        ck = checkpoint.latest(tmp_path / run)
+        avg, state = checkpoint.load_weights(ck), checkpoint.load_train_state(ck)
+        online = state["extra"]["online_weights"]
+        assert state["extra"]["ema_updates"] == 4
+        assert any(not torch.equal(avg[k], online[k]) for k in avg)  # the average is not the last weights
+        ends.append((avg, online))
+    for k in ends[0][0]:
+        torch.testing.assert_close(ends[0][0][k], ends[1][0][k])
+        torch.testing.assert_close(ends[0][1][k], ends[1][1][k])
+    with pytest.raises(ConfigError, match="--ema"):
+        train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "b"), "steps": 6, "ema": 0.0}), resume=True)

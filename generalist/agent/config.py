@@ -128,3 +128,8 @@ class TrainConfig:
                                   help="scale each task's loss by (its gradient norm on the shared layers / the "
                                        "mean)^-ALPHA, re-measured every 25 steps (0: off; 1: every task moves "
                                        "the shared weights alike)")
+    # Polyak averaging of the weights (as diffusion-policy and many BC recipes do): the saved checkpoint, validation
+    # and acting use the average; the optimizer's own weights stay in train_state.pt for --resume.
+    ema: float = option(0.0, metavar="DECAY",
+                        help="keep an exponential moving average of the weights with this decay (e.g. 0.999) and act "
+                             "with it (0: off, act with the last weights)")

@@ -37,6 +37,7 @@ from generalist.agent.data import (
     layout_for,
     steps_per_window,
 )
+from generalist.agent.ema import WeightAverage
 from generalist.agent.encoder import OBS_NORMS, ObsNorm, encoders_for, shape_groups, shown_tokens
 from generalist.agent.model import GatoModel
 from generalist.agent.tokenizer import CONTINUOUS_OFFSET, N_BINS, OBS_ENCODINGS
@@ -185,6 +186,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
         raise ConfigError(f"--hl-sigma must be > 0 (bins), got {cfg.hl_sigma}")
     if not cfg.balance_tasks >= 0:
         raise ConfigError(f"--balance-tasks must be >= 0, got {cfg.balance_tasks}")
+    if cfg.ema and not 0.0 < cfg.ema < 1.0:
+        raise ConfigError(f"--ema must be 0 (off) or a decay in (0, 1), got {cfg.ema}")
     if not cfg.balance_actions >= 0:
         raise ConfigError(f"--balance-actions must be >= 0, got {cfg.balance_actions}")
     if cfg.max_timesteps < 0 or any(k < 1 for k in (cfg.task_timesteps or {}).values()):
@@ -221,6 +224,9 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
             if old[key] != meta[key]:
                 raise ConfigError(f"--resume: the run in {run_dir} was trained with a different {key} "
                                  f"({'config' if key == 'model' else 'data spec'}); use a new --out")
+        if old["train"].get("ema", 0.0) != cfg.ema:
+            raise ConfigError(f"--resume: the run in {run_dir} was trained with --ema {old['train'].get('ema', 0.0)}; "
+                              "pass the same value")
         model.load_state_dict(checkpoint.load_weights(ck))
         st = checkpoint.load_train_state(ck)
         optimizer.load_state_dict(st["optimizer"])
@@ -229,6 +235,14 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
         start = int(st["step"])
     elif checkpoint.all_checkpoints(run_dir):
         raise checkpoint.CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it, or use a new --out")
+    # `acting`: the weights that are validated, saved as model.safetensors and played (the average under --ema)
+    ema = None
+    if cfg.ema:
+        ema = WeightAverage(model, cfg.ema)  # resuming: the saved average; the optimizer's weights come next
+        if resume:
+            model.load_state_dict(st["extra"]["online_weights"])
+            ema.updates = int(st["extra"]["ema_updates"])
+    acting = ema.model if ema is not None else model
 
     ddp_model = model
     if world > 1:
@@ -274,7 +288,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
         """Action-token loss and accuracy on held-out episodes, per task and over all tokens."""
         if not val_sets:
             return {}
-        model.eval()
+        acting.eval()
         out: dict[str, float] = {}
         all_tot, all_correct, all_n = 0.0, 0, 0
         with torch.no_grad(), amp:
@@ -282,12 +296,12 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
                 tot, correct, n = 0.0, 0, 0
                 for i in range(cfg.val_batches):
                     b = to_dev(collate([vs[i * cfg.batch + j] for j in range(cfg.batch)], cfg.context))
-                    loss_sum, c, m, _ = action_loss(model, b, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma)
+                    loss_sum, c, m, _ = action_loss(acting, b, cfg.hide_actions, cfg.action_loss, cfg.hl_sigma)
                     tot, correct, n = tot + float(loss_sum), correct + int(c), n + m
                 out[f"val/{t}/loss"] = tot / max(n, 1)
                 out[f"val/{t}/action_acc"] = correct / max(n, 1)
                 all_tot, all_correct, all_n = all_tot + tot, all_correct + correct, all_n + n
-        model.train()
+        acting.train()
         return {"val_loss": all_tot / max(all_n, 1), "val_action_acc": all_correct / max(all_n, 1), **out}
 
     model.train()
@@ -311,6 +325,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update(model)
         step += 1
         slots = int((batch["segments"] > 0).sum()) * world  # real slots, not padding
         tokens_seen += slots
@@ -338,8 +354,11 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
             if run is not None:
                 run.log(log, step=step)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                checkpoint.save(run_dir, step, model, optimizer, scheduler, meta, cfg.keep_last,
-                                {"balancer": balancer.state_dict()})
+                extra = {"balancer": balancer.state_dict()}
+                if ema is not None:
+                    extra.update(online_weights={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                 ema_updates=ema.updates)
+                checkpoint.save(run_dir, step, acting, optimizer, scheduler, meta, cfg.keep_last, extra)
         if world > 1 and (step % cfg.ckpt_every == 0):
             dist.barrier()
         t_prev = time.perf_counter()
