@@ -69,7 +69,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     warmup: int = option(100, help="warm-up steps before cosine decay")
     weight_decay: float = 0.1
-    grad_clip: float = 1.0
+    grad_clip: float = option(1.0, help="clip the global gradient norm to this (0: no clipping)")
     prompt_prob: float = option(0.25, help="share of windows that start with a prompt from another episode "
                                            "(Gato: 0.25)")
     val_fraction: float = 0.1

@@ -186,6 +186,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
         raise ConfigError(f"--hl-sigma must be > 0 (bins), got {cfg.hl_sigma}")
     if not cfg.balance_tasks >= 0:
         raise ConfigError(f"--balance-tasks must be >= 0, got {cfg.balance_tasks}")
+    if not cfg.grad_clip >= 0:
+        raise ConfigError(f"--grad-clip must be >= 0 (0: off), got {cfg.grad_clip}")
     if cfg.ema and not 0.0 < cfg.ema < 1.0:
         raise ConfigError(f"--ema must be 0 (off) or a decay in (0, 1), got {cfg.ema}")
     if not cfg.balance_actions >= 0:
@@ -322,7 +324,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
         n_global, w_global = max(float(stats[0]), 1.0), max(float(stats[3]), 1e-12)
         optimizer.zero_grad(set_to_none=True)
         (loss_sum * (world / w_global)).backward()  # DDP averages over ranks: * world restores the sum
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
         optimizer.step()
         scheduler.step()
         if ema is not None:
