@@ -239,11 +239,10 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
         raise checkpoint.CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it, or use a new --out")
     # `acting`: the weights that are validated, saved as model.safetensors and played (the average under --ema)
     ema = None
-    if cfg.ema:
-        ema = WeightAverage(model, cfg.ema)  # resuming: the saved average; the optimizer's weights come next
+    if cfg.ema:  # resuming: `model` holds the saved average until the optimizer's own weights are loaded into it
+        ema = WeightAverage(model, cfg.ema, int(st["extra"]["ema_updates"]) if resume else 0)
         if resume:
             model.load_state_dict(st["extra"]["online_weights"])
-            ema.updates = int(st["extra"]["ema_updates"])
     acting = ema.model if ema is not None else model
 
     ddp_model = model
