@@ -15,7 +15,7 @@ from generalist.agent.encoder import shown_tokens
 from generalist.agent.policy import AgentPolicy
 from generalist.agent.train import TrainConfig, train
 from generalist.datasets.collect import CollectConfig, collect
-from generalist.datasets.sampler import WindowSampler, open_tasks
+from generalist.datasets.sampler import WindowSampler, open_tasks, train_arrays
 
 # state + continuous actions; image + discrete actions; a second state shape (per-shape input encoders)
 TASKS = ["metaworld-reach", "memorymaze-9x9", "dmc-cartpole-swingup"]
@@ -105,3 +105,56 @@ def test_packed_windows_score_as_if_alone(data, tmp_path, inputs):
             assert match, f"row {r} window {seg} matches no window scored alone"
             found += 1
     assert found == len(samples)
+
+
+def test_frame_stack_windows_match_acting_mid_episode(data, tmp_path):
+    """--frame-stack: a training window that starts mid-episode carries the images before it, and the acting
+    policy, eight steps into an episode, feeds exactly that window's frames, tokens and logits."""
+    maze, stack, memory = "memorymaze-9x9", 3, 3
+    run = tmp_path / "run"
+    train(TrainConfig(data=[str(data)], out=str(run), steps=1, batch=2, context=64, prompt_prob=0.0,
+                      obs_encoding="vector", hide_actions=True, max_timesteps=memory, eval_every=1000,
+                      input_encoders="per-shape", frame_stack={maze: stack}, frame_norm="center"))
+    policy = AgentPolicy.from_checkpoint(checkpoint.latest(run), maze, use_cache=False)
+    enc = policy.encoder
+    assert policy.model.cfg.frame_channels == stack * 3 and enc.past_frames == stack - 1
+    tasks = open_tasks([data])
+    # --frame-norm center: the saved mean frame is the training images' mean, repeated for each stacked image
+    images = np.concatenate(list(train_arrays(tasks[maze], "image")))
+    mean = policy.model.frame_embed[int(policy.model.frame_group[enc.task_id])].mean_frame.numpy()
+    np.testing.assert_allclose(mean[:3, :64, :64], images.mean(0).transpose(2, 0, 1), atol=1e-3)
+    np.testing.assert_array_equal(mean[:3], mean[6:])
+    sampler = WindowSampler(tasks, {t: memory for t in tasks}, {t: float(t == maze) for t in tasks}, 0.0,
+                            past_images={maze: stack - 1})
+    starts = set()
+    for i in range(12):  # the sampler's past images are the episode's images just before the window
+        w = sampler.sample_at(i)
+        obs, _ = sampler._read(maze, w["episode"], 0, w["start"] + memory)
+        lead = min(stack - 1, w["start"])
+        np.testing.assert_array_equal(w["observations"]["image"], obs["image"][w["start"]:])
+        if lead:
+            np.testing.assert_array_equal(w["past_images"], obs["image"][w["start"] - lead:w["start"]])
+        else:
+            assert w["past_images"] is None
+        starts.add(lead)
+    assert stack - 1 in starts
+    steps = 8
+    obs, actions = sampler._read(maze, 0, 0, steps)
+    for i in range(steps):
+        policy.act({k: v[i] for k, v in obs.items()})
+        if i + 1 < steps:
+            policy.history[-1] = enc.encode({k: v[i:i + 1] for k, v in obs.items()}, actions[i:i + 1],
+                                            obs["image"][max(0, i - stack + 1):i])
+    a = steps - memory
+    window = {"task": maze, "observations": {k: v[a:] for k, v in obs.items()}, "actions": actions[a:],
+              "past_images": obs["image"][a - stack + 1:a]}
+    sample = encode_window(window, enc)
+    fed, n = policy.fed, len(policy.fed)
+    np.testing.assert_array_equal(fed.frames, sample.inputs.frames)
+    np.testing.assert_array_equal(shown_tokens(fed.tokens, fed.loss_mask, True),
+                                  shown_tokens(sample.inputs.tokens[:n], sample.inputs.loss_mask[:n], True))
+    batch = collate([sample], 64)
+    with torch.no_grad():
+        full, _ = policy.model(shown_tokens(batch["tokens"], batch["loss_mask"], True), batch["local_positions"],
+                               frames=batch["frames"], segments=batch["segments"], task_ids=batch["task_ids"])
+    torch.testing.assert_close(full[0, n - 1], policy.first_logits, rtol=1e-4, atol=1e-4)

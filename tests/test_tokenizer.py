@@ -110,6 +110,26 @@ def test_vector_encoding_one_slot_per_state_and_image():
     assert frames.shape == (2, 3, 96, 96) and (frames[:, :, :84, :84] == 7).all() and frames[:, :, 84:].sum() == 0
 
 
+def test_frame_stack_channels_hold_the_latest_images():
+    """--frame-stack K: timestep t's frame holds images t-K+1..t (oldest first), the earliest known image
+    repeated before an episode's start; K x C channels tiled to the model's frame channels."""
+    lay = tk.TimestepLayout.for_spaces({"image": (4, 4, 1)}, (), 3, encoding="vector", frame_stack=3)
+    assert lay.frame_stack == 3 and lay.length == 3
+    images = np.arange(5, dtype=np.uint8)[:, None, None, None] * np.ones((5, 4, 4, 1), np.uint8)  # image i is all i
+    enc = TimestepEncoder(lay, frame_size=4, frame_channels=4)
+    assert enc.past_frames == 2
+    first = enc.encode({"image": images[:3]}, np.zeros(3, int)).frames[:, :, 0, 0]
+    assert first.tolist() == [[0, 0, 0, 0], [0, 0, 1, 0], [0, 1, 2, 0]]  # 3 channels tiled to 4
+    later = enc.encode({"image": images[3:]}, np.zeros(2, int), past_images=images[:3]).frames[:, :, 0, 0]
+    assert later.tolist() == [[1, 2, 3, 1], [2, 3, 4, 2]]
+    one_known = enc.encode({"image": images[3:4]}, None, past_images=images[2:3]).frames[:, :, 0, 0]
+    assert one_known.tolist() == [[2, 2, 3, 2]]
+    rgb = tk.TimestepLayout.for_spaces({"image": (4, 4, 3)}, (), 3, encoding="vector")  # no stack: channels tiled
+    frames = TimestepEncoder(rgb, frame_size=4, frame_channels=4).encode(
+        {"image": np.arange(3, dtype=np.uint8) * np.ones((1, 4, 4, 3), np.uint8)}, None).frames
+    assert frames[0, :, 0, 0].tolist() == [0, 1, 2, 0]
+
+
 def test_action_balance_weights():
     w = action_balance_weights(np.array([6, 2, 0]), 1.0)  # equal total weight per action, mean 1 over the data
     assert set(w) == {0, 1} and np.isclose(w[0] * 6, w[1] * 2) and np.isclose((w[0] * 6 + w[1] * 2) / 8, 1)

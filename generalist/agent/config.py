@@ -10,6 +10,7 @@ from generalist.agent.tokenizer import OBS_ENCODINGS, VOCAB_SIZE
 from generalist.flags import option
 
 ACTION_LOSSES = ("ce", "hlgauss")
+FRAME_NORMS = ("scale", "center")
 INPUT_ENCODERS = ("shared", "per-shape")
 LOSS_UNITS = ("token", "timestep")
 KEEP_LAST = 3  # checkpoints kept by default (the newest ones)
@@ -30,6 +31,8 @@ class ModelConfig:
     max_seq_len: int = 1024          # context, in slots (for the KV cache and checks)
     state_dim: int = 64              # "vector" encoding: state vectors are zero-padded to this size
     frame_size: int = 84             # "vector" encoding: images are zero-padded to frame_size x frame_size
+    frame_channels: int = 3          # "vector" encoding: the frame encoder's input channels (frame stack x image channels)
+    frame_norm: str = "scale"        # "vector" encoding: pixels scaled to [-1, 1], or "center": minus the dataset's mean frame
     n_tasks: int = 0                 # task embeddings (`--task-embedding`): one learned vector per task; 0: none, as Gato
     # `--input-encoders per-shape`: for each task (in task order) the index of its state projection and of its
     # frame encoder (tasks whose observations have the same shape share one); empty: one of each, shared by all.
@@ -101,6 +104,16 @@ class TrainConfig:
     task_timesteps: dict[str, int] | None = option(
         None, metavar="TASK=K", example="dmc-cartpole-swingup=1",
         help="per-task memory overriding --max-timesteps (e.g. state tasks 1, pixel tasks more)")
+    # Pong's ball velocity and the paddle's coasting are visible in consecutive frames (DQN stacks 4).
+    frame_stack: dict[str, int] | None = option(
+        None, metavar="TASK=K", example="atari-pong=4",
+        help="vector encoding: a pixel task's frame slot stacks its last K images as channels (one conv pass "
+             "sees motion; default 1)")
+    # A Pong frame is a static court with a few moving pixels: scaled as they are, the conv's response to the court
+    # is ~99% of a frame embedding (DEVELOPERS.md), and the ball and paddles are a rounding error after LayerNorm.
+    frame_norm: str = option("scale", choices=FRAME_NORMS,
+                             help="vector encoding: scale pixels to [-1, 1] (scale), or subtract each task's mean "
+                                  "training frame first (center: the static background becomes 0)")
     # Continuous action tokens: a near miss costs less than a far one under hlgauss.
     action_loss: str = option("ce", choices=ACTION_LOSSES,
                               help="continuous actions: ce (Gato: the right bin) or hlgauss (Gaussian over "

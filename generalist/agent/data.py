@@ -14,11 +14,11 @@ from generalist.datasets.sampler import TaskData, WindowSampler
 from generalist.errors import ConfigError
 
 
-def layout_for(td: TaskData, patch: int = 16, encoding: str = "tokens") -> TimestepLayout:
+def layout_for(td: TaskData, patch: int = 16, encoding: str = "tokens", frame_stack: int = 1) -> TimestepLayout:
     obs = {k: tuple(s.shape) for k, s in td.observation_space.spaces.items()}
     space = td.action_space
     discrete = int(space.n) if hasattr(space, "n") else None
-    return TimestepLayout.for_spaces(obs, tuple(space.shape or ()), discrete, patch, encoding)
+    return TimestepLayout.for_spaces(obs, tuple(space.shape or ()), discrete, patch, encoding, frame_stack)
 
 
 def steps_per_window(layouts: dict[str, TimestepLayout], context: int, max_timesteps: int | None = None,
@@ -48,12 +48,22 @@ def encode_window(window: dict, encoder: TimestepEncoder, token_weights: dict[in
     """Encode one window. `token_weights` reweighs the loss of given action tokens (e.g. a discrete
     task's rare actions); others weigh 1. With `per_timestep` a timestep's action tokens share a
     weight of 1 (a 4-dimensional action then counts as much as a 1-dimensional one)."""
-    w = encoder.encode(window["observations"], window["actions"])
+    w = encode_steps(window, encoder)
     weight = np.full(len(w), 1.0 / encoder.layout.n_action if per_timestep else 1.0, np.float32)
     if token_weights:
         for tok, wt in token_weights.items():
             weight[(w.tokens == tok) & w.loss_mask] *= wt
     return Sample(w, window["task"], weight, encoder.task_id)
+
+
+def encode_steps(window: dict, encoder: TimestepEncoder) -> Inputs:
+    """A window's slots. Under a frame stack a prompt (another episode) stacks only its own images, as the
+    acting policy's prompt does, and the window's own steps continue from the images before them."""
+    obs, act, n = window["observations"], window["actions"], window.get("prompt_steps", 0)
+    if not (n and encoder.past_frames):
+        return encoder.encode(obs, act, window.get("past_images"))
+    return Inputs.concat([encoder.encode({k: v[:n] for k, v in obs.items()}, act[:n]),
+                          encoder.encode({k: v[n:] for k, v in obs.items()}, act[n:], window.get("past_images"))])
 
 
 def action_balance_weights(counts: np.ndarray, alpha: float) -> dict[int, float]:

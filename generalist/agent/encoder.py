@@ -49,7 +49,7 @@ class Inputs:
     patches: np.ndarray     # (N, 3, p, p) float32, for PATCH_TOKEN slots
     patch_pos: np.ndarray   # (N, 2) int64: row, column of each patch
     vectors: np.ndarray     # (M, D) float32, for VECTOR_TOKEN slots
-    frames: np.ndarray      # (K, 3, F, F) uint8, for FRAME_TOKEN slots
+    frames: np.ndarray      # (K, frame_channels, F, F) uint8, for FRAME_TOKEN slots
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -124,11 +124,11 @@ class TimestepEncoder:
     """Observations and actions of one task -> `Inputs`, for training windows and for acting alike."""
 
     def __init__(self, layout: TimestepLayout, norm: ObsNorm | None = None, patch: int = 16,
-                 state_dim: int = 64, frame_size: int = 84, task_id: int = 0):
+                 state_dim: int = 64, frame_size: int = 84, task_id: int = 0, frame_channels: int = 3):
         self.layout, self.patch = layout, patch
         self.task_id = task_id  # this task's row of the model's task embeddings (when it has them)
         self.norm = norm or ObsNorm("mulaw")
-        self.state_dim, self.frame_size = state_dim, frame_size
+        self.state_dim, self.frame_size, self.frame_channels = state_dim, frame_size, frame_channels
         if layout.encoding == "vector" and layout.state_size > state_dim:
             raise ValueError(f"state of {layout.state_size} values exceeds the model's state_dim {state_dim}")
 
@@ -160,7 +160,7 @@ class TimestepEncoder:
         """No patches, vectors or frames, in this encoder's shapes."""
         p, f = self.patch, self.frame_size
         return (np.zeros((0, 3, p, p), np.float32), np.zeros((0, 2), np.int64),
-                np.zeros((0, self.state_dim), np.float32), np.zeros((0, 3, f, f), np.uint8))
+                np.zeros((0, self.state_dim), np.float32), np.zeros((0, self.frame_channels, f, f), np.uint8))
 
     def action_inputs(self, tokens: list[int]) -> Inputs:
         """The first len(tokens) action slots of a timestep (acting decodes them one at a time)."""
@@ -168,14 +168,27 @@ class TimestepEncoder:
         return Inputs(np.asarray(tokens, np.int64), np.arange(self.obs_slots, self.obs_slots + k),
                       np.ones(k, bool), *self._empty())
 
-    def _frames(self, images: np.ndarray) -> np.ndarray:
-        """(T, H, W, C) uint8 -> (T, 3, F, F) uint8, zero-padded bottom/right; gray repeated to 3 channels."""
+    @property
+    def past_frames(self) -> int:
+        """Images before a window's first timestep that its first frame slot stacks (frame_stack - 1)."""
+        return self.layout.frame_stack - 1 if self.layout.n_frames else 0
+
+    def frames(self, images: np.ndarray, past: np.ndarray | None = None) -> np.ndarray:
+        """(T, H, W, C) uint8 -> (T, frame_channels, F, F) uint8 (any dtype keeps its own), zero-padded bottom/right. With a frame stack
+        of K, timestep t's channels are images t-K+1..t (oldest first; `past` holds the images before the
+        first, and where fewer than K-1 are known the earliest is repeated, as at an episode's start). The
+        K*C channels are tiled to the model's frame_channels: one grayscale image fills all 3 channels."""
         t, h, w, c = images.shape
-        f = self.frame_size
+        f, k = self.frame_size, self.layout.frame_stack
         if h > f or w > f:
             raise ValueError(f"image {h}x{w} is larger than the model's frame size {f}")
-        out = np.zeros((t, 3, f, f), np.uint8)
-        out[:, :, :h, :w] = np.moveaxis(images, -1, 1)  # (T, C, H, W); C = 1 broadcasts to 3
+        if k > 1:
+            seq = images if past is None or not len(past) else np.concatenate([past[-(k - 1):], images])
+            seq = np.concatenate([np.repeat(seq[:1], t + k - 1 - len(seq), axis=0), seq])  # (T+K-1, H, W, C)
+            images = np.concatenate([seq[i:i + t] for i in range(k)], axis=-1)           # (T, H, W, K*C)
+        chans = np.arange(self.frame_channels) % images.shape[-1]
+        out = np.zeros((t, self.frame_channels, f, f), images.dtype)
+        out[:, :, :h, :w] = np.moveaxis(images, -1, 1)[:, chans]
         return out
 
     def _patches(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -189,10 +202,12 @@ class TimestepEncoder:
         return np.ascontiguousarray(patches, np.float32), np.stack([idx // grid_w, idx % grid_w], 1)
 
     # ------------------------------------------------------------------ the one entry point
-    def encode(self, observations: dict[str, np.ndarray], actions: np.ndarray | None) -> Inputs:
+    def encode(self, observations: dict[str, np.ndarray], actions: np.ndarray | None,
+               past_images: np.ndarray | None = None) -> Inputs:
         """T timesteps of observations and T actions -> their slots. With `actions` of length T-1
         (or None for T = 1) the last timestep stops after its separator: the prefix an acting policy
-        feeds before decoding that step's action."""
+        feeds before decoding that step's action. `past_images`: the episode's images before the first
+        timestep, for a frame stack (none: the first timestep starts the episode)."""
         lay = self.layout
         t = len(next(iter(observations.values())))
         n_act = 0 if actions is None else len(actions)
@@ -202,7 +217,8 @@ class TimestepEncoder:
         patches, patch_pos, vectors, frames = self._empty()
         if lay.n_frames:
             cols.append(np.full((t, 1), FRAME_TOKEN, np.int64))
-            frames = self._frames(np.asarray(observations["image"][:t]))
+            frames = self.frames(np.asarray(observations["image"][:t]),
+                                  None if past_images is None else np.asarray(past_images))
         if lay.n_patches:
             cols.append(np.full((t, lay.n_patches), PATCH_TOKEN, np.int64))
             patches, patch_pos = self._patches(np.asarray(observations["image"][:t]))
@@ -234,7 +250,8 @@ def encoders_for(meta: dict[str, Any], model_cfg) -> dict[str, TimestepEncoder]:
     norms = meta.get("obs_norm", {})
     ids = {t: i for i, t in enumerate(task_order(meta))}
     return {t: TimestepEncoder(TimestepLayout(**lay), ObsNorm.from_dict(norms[t]) if t in norms else None,
-                               model_cfg.patch_size, model_cfg.state_dim, model_cfg.frame_size, ids[t])
+                               model_cfg.patch_size, model_cfg.state_dim, model_cfg.frame_size, ids[t],
+                               model_cfg.frame_channels)
             for t, lay in meta["layouts"].items()}
 
 

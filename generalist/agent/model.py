@@ -43,20 +43,27 @@ class ResidualPatchEmbed(nn.Module):
 
 
 class FrameEncoder(nn.Module):
-    """One image -> one slot embedding (the "vector" encoding): the DQN-shaped conv stack (Mnih et al.
-    2015) on the zero-padded 3-channel frame, then a linear projection."""
+    """One image (or a stack of the latest ones) -> one slot embedding (the "vector" encoding): the
+    DQN-shaped conv stack (Mnih et al. 2015) on the zero-padded `frame_channels`-channel frame, then a
+    linear projection."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(3, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(cfg.frame_channels, 32, 8, stride=4), nn.ReLU(),
             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
             nn.Conv2d(64, 64, 3, stride=1), nn.ReLU())
         side = ((cfg.frame_size - 8) // 4 + 1 - 4) // 2 + 1 - 2
         self.proj = nn.Linear(64 * side * side, cfg.n_embd)
+        self.center = cfg.frame_norm == "center"
+        if self.center:  # the training data's mean frame (set by training, saved with the weights)
+            self.register_buffer("mean_frame", torch.zeros(cfg.frame_channels, cfg.frame_size, cfg.frame_size))
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:  # (N, 3, F, F) uint8 -> (N, n_embd)
-        x = frames.float() * (2.0 / 255.0) - 1.0
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:  # (N, frame_channels, F, F) uint8 -> (N, n_embd)
+        if self.center:
+            x = (frames.float() - self.mean_frame) * (2.0 / 255.0)
+        else:
+            x = frames.float() * (2.0 / 255.0) - 1.0
         return self.proj(self.conv(x).flatten(1))
 
 
@@ -177,7 +184,7 @@ class GatoModel(nn.Module):
               frames: torch.Tensor | None = None, task_ids: torch.Tensor | None = None) -> torch.Tensor:
         """tokens, local_positions: (B, S); patches (N, C, p, p) and patch_pos (N, 2) fill, in
         row-major order over (B, S), the slots whose token is PATCH_TOKEN; vectors (M, state_dim) the
-        VECTOR_TOKEN slots and frames (K, 3, F, F) uint8 the FRAME_TOKEN slots, in the same order.
+        VECTOR_TOKEN slots and frames (K, frame_channels, F, F) uint8 the FRAME_TOKEN slots, in the same order.
         HIDDEN_TOKEN slots get a zero token embedding (their local position still tells which action
         dimension comes next). A model with task embeddings adds task_ids' (B, S) embedding to every slot."""
         x = self.tok_emb(tokens.clamp(min=0))

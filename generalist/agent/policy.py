@@ -90,8 +90,12 @@ class AgentPolicy:
         """Demonstration timesteps (e.g. the end of an expert episode) kept at the front of the context,
         at most `prompt_room()` of them (the last ones)."""
         n = min(len(actions), self.prompt_room())
-        self.prompt = [self._timestep({k: v[i] for k, v in observations.items()}, actions[i])
-                       for i in range(len(actions) - n, len(actions))]
+        if self.encoder.past_frames:  # one piece: its frame stacks see the demonstration's own images
+            self.prompt = [self.encoder.encode({k: np.asarray(v)[len(actions) - n:len(actions)]
+                                                for k, v in observations.items()}, np.asarray(actions)[len(actions) - n:])]
+        else:
+            self.prompt = [self._timestep({k: v[i] for k, v in observations.items()}, actions[i])
+                           for i in range(len(actions) - n, len(actions))]
         self.reset()
 
     # ------------------------------------------------------------------ slots
@@ -122,6 +126,7 @@ class AgentPolicy:
         self.cache = None
         self.rebuilds = 0  # times the whole context was fed afresh (first step, roll-overs, fixed memory)
         self.pending: Inputs | None = None  # slots not yet fed to the cache (last action token)
+        self.past_images: list[np.ndarray] = []  # this episode's latest images, for a frame stack
 
     def _run(self, parts: list[Inputs], cache, last: int = 1):
         """Logits of the last `last` slots (one row each), the cache and the inputs fed."""
@@ -140,7 +145,10 @@ class AgentPolicy:
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> Any:
         lay, enc = self.layout, self.encoder
-        cur = enc.encode({k: np.asarray(v)[None] for k, v in obs.items()}, None)  # up to the separator
+        past = np.stack(self.past_images) if self.past_images else None
+        cur = enc.encode({k: np.asarray(v)[None] for k, v in obs.items()}, None, past)  # up to the separator
+        if enc.past_frames:
+            self.past_images = (self.past_images + [np.asarray(obs["image"])])[-enc.past_frames:]
         fresh = self.cache is None or not self.use_cache
         if self.max_timesteps:  # exactly the last K - 1 timesteps before this one, as in training
             self.history = self.history[max(0, len(self.history) - self.max_timesteps + 1):] if self.max_timesteps > 1 else []

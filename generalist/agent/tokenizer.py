@@ -108,6 +108,7 @@ class TimestepLayout:
     encoding: str = "tokens"      # "tokens" (Gato: a slot per patch / state value) or "vector" (a slot each)
     n_frames: int = 0             # "vector": one slot for the whole image
     state_size: int = 0           # values in the state vector (n_state counts slots)
+    frame_stack: int = 1          # "vector": the frame slot stacks this many latest images as channels
 
     @property
     def length(self) -> int:
@@ -115,8 +116,9 @@ class TimestepLayout:
 
     @classmethod
     def for_spaces(cls, observation: dict[str, tuple], action_shape: tuple, discrete_n: int | None,
-                   patch: int = 16, encoding: str = "tokens") -> TimestepLayout:
-        """observation: key -> shape ('image' (H, W, C) and/or 'state' (n,))."""
+                   patch: int = 16, encoding: str = "tokens", frame_stack: int = 1) -> TimestepLayout:
+        """observation: key -> shape ('image' (H, W, C) and/or 'state' (n,)). `frame_stack` K > 1 (the
+        "vector" encoding, image tasks): a timestep's frame slot sees its last K images, as DQN's input."""
         if encoding not in OBS_ENCODINGS:
             raise ValueError(f"unknown observation encoding {encoding!r}; choose from {', '.join(OBS_ENCODINGS)}")
         n_patches = patch_dim = n_frames = 0
@@ -130,4 +132,5 @@ class TimestepLayout:
         state_size = int(np.prod(observation["state"])) if "state" in observation else 0
         n_state = state_size if encoding == "tokens" else int(state_size > 0)
         n_action = 1 if discrete_n is not None else int(np.prod(action_shape))
-        return cls(n_patches, n_state, n_action, patch_dim, discrete_n, encoding, n_frames, state_size)
+        return cls(n_patches, n_state, n_action, patch_dim, discrete_n, encoding, n_frames, state_size,
+                   frame_stack if n_frames else 1)

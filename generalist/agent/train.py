@@ -40,7 +40,7 @@ from generalist.agent.data import (
 from generalist.agent.ema import WeightAverage
 from generalist.agent.encoder import OBS_NORMS, ObsNorm, encoders_for, shape_groups, shown_tokens
 from generalist.agent.model import GatoModel
-from generalist.agent.tokenizer import CONTINUOUS_OFFSET, N_BINS, OBS_ENCODINGS
+from generalist.agent.tokenizer import CONTINUOUS_OFFSET, N_BINS, OBS_ENCODINGS, TimestepLayout
 from generalist.datasets.layout import serialize_space
 from generalist.datasets.sampler import DatasetError, TaskData, WindowSampler, open_tasks, train_arrays
 from generalist.errors import ConfigError
@@ -108,6 +108,26 @@ def fit_obs_norms(tasks: dict[str, TaskData], kind: str, max_rows: int = 200_000
     return out
 
 
+def fit_mean_frames(model: GatoModel, tasks: dict[str, TaskData], encoders: dict, max_frames: int = 4000) -> None:
+    """`--frame-norm center`: each frame encoder's mean frame is the mean, over the tasks it serves (each task
+    counting once), of the task's mean training image (up to `max_frames` evenly spaced), laid out as the encoder
+    is fed (zero padding, frame-stack channels)."""
+    encs = model.frame_embed if isinstance(model.frame_embed, torch.nn.ModuleList) else [model.frame_embed]
+    sums: dict[int, list[np.ndarray]] = {}
+    for name, td in tasks.items():
+        if "image" not in td.observation_space.spaces:
+            continue
+        stride = max(1, int(td.lengths[td.train_ids].sum()) // max_frames)
+        total, count = 0.0, 0
+        for images in train_arrays(td, "image", stride):
+            total, count = total + images.sum(0, dtype=np.float64), count + len(images)
+        mean = encoders[name].frames((total / max(count, 1))[None].astype(np.float32))[0]
+        group = int(model.frame_group[encoders[name].task_id]) if len(encs) > 1 else 0
+        sums.setdefault(group, []).append(mean)
+    for group, means in sums.items():
+        encs[group].mean_frame.copy_(torch.from_numpy(np.mean(means, 0)))
+
+
 def discrete_action_counts(tasks: dict[str, TaskData]) -> dict[str, np.ndarray]:
     """How often each action occurs in a discrete task's training episodes."""
     return {name: sum(np.bincount(a, minlength=int(td.action_space.n))[: int(td.action_space.n)]
@@ -123,6 +143,29 @@ def input_encoders(tasks: dict[str, TaskData], cfg: TrainConfig) -> dict[str, li
     spaces = [tasks[t].observation_space.spaces for t in order]
     return {"state_encoders": shape_groups([tuple(s["state"].shape) if "state" in s else None for s in spaces]),
             "frame_encoders": shape_groups([tuple(s["image"].shape) if "image" in s else None for s in spaces])}
+
+
+def frame_stacks(tasks: dict[str, TaskData], cfg: TrainConfig) -> dict[str, int]:
+    """`--frame-stack`, checked: only pixel tasks of this run, under the vector encoding, K >= 1."""
+    stacks = dict(cfg.frame_stack or {})
+    for task, k in stacks.items():
+        if task not in tasks:
+            raise ConfigError(f"--frame-stack names {task!r}, which is not in this run's data "
+                              f"({', '.join(sorted(tasks))})")
+        if "image" not in tasks[task].observation_space.spaces:
+            raise ConfigError(f"--frame-stack {task}={k}: {task} has no image observations")
+        if k < 1:
+            raise ConfigError(f"--frame-stack {task}={k}: K must be >= 1")
+        if k > 1 and cfg.obs_encoding != "vector":
+            raise ConfigError("--frame-stack needs --obs-encoding vector (Gato's patch tokens embed one image each)")
+    return stacks
+
+
+def frame_channels(tasks: dict[str, TaskData], stacks: dict[str, int]) -> int:
+    """The frame encoder's input channels: the largest frame stack x image channels, at least 3 (a single
+    grayscale image is repeated to 3, as before frame stacks existed)."""
+    return max([3] + [stacks.get(t, 1) * td.observation_space.spaces["image"].shape[-1]
+                      for t, td in tasks.items() if "image" in td.observation_space.spaces])
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -197,10 +240,12 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
 
     tasks = open_tasks([Path(p) for p in cfg.data], cfg.val_fraction, cfg.seed)
     check_specs(tasks)
-    layouts = {t: layout_for(td, encoding=cfg.obs_encoding) for t, td in tasks.items()}
+    stacks = frame_stacks(tasks, cfg)
+    layouts = {t: layout_for(td, encoding=cfg.obs_encoding, frame_stack=stacks.get(t, 1)) for t, td in tasks.items()}
     spw = steps_per_window(layouts, cfg.context, cfg.max_timesteps, cfg.task_timesteps)
     model_cfg = ModelConfig(**{**SIZES[cfg.config].to_dict(), "max_seq_len": cfg.context,
-                               "n_tasks": len(tasks) if cfg.task_embedding else 0, **input_encoders(tasks, cfg)})
+                               "n_tasks": len(tasks) if cfg.task_embedding else 0, **input_encoders(tasks, cfg),
+                               "frame_channels": frame_channels(tasks, stacks), "frame_norm": cfg.frame_norm})
     norms = fit_obs_norms(tasks, cfg.obs_norm) if cfg.obs_encoding == "vector" else {}
     meta = {"train": asdict(cfg), "model": model_cfg.to_dict(), "data": data_spec(tasks),
             "layouts": {t: asdict(lay) for t, lay in layouts.items()},
@@ -208,7 +253,10 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
     encoders = encoders_for(meta, model_cfg)
 
     torch.manual_seed(cfg.seed)
-    model = GatoModel(model_cfg).to(device)
+    model = GatoModel(model_cfg)
+    if cfg.frame_norm == "center" and not resume:
+        fit_mean_frames(model, tasks, encoders)
+    model = model.to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -226,6 +274,9 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
             if old[key] != meta[key]:
                 raise ConfigError(f"--resume: the run in {run_dir} was trained with a different {key} "
                                  f"({'config' if key == 'model' else 'data spec'}); use a new --out")
+        if any(TimestepLayout(**old["layouts"][t]) != lay for t, lay in layouts.items()):
+            raise ConfigError(f"--resume: the run in {run_dir} encodes timesteps differently (--obs-encoding or "
+                              "--frame-stack changed); pass the same options or use a new --out")
         if old["train"].get("ema", 0.0) != cfg.ema:
             raise ConfigError(f"--resume: the run in {run_dir} was trained with --ema {old['train'].get('ema', 0.0)}; "
                               "pass the same value")
@@ -255,20 +306,21 @@ def _train(cfg: TrainConfig, resume: bool, on_log: Callable[[dict[str, float]], 
 
     token_weights = ({t: action_balance_weights(c, cfg.balance_actions) for t, c in discrete_action_counts(tasks).items()}
                      if cfg.balance_actions else {})
-    train_set = WindowDataset(WindowSampler(tasks, spw, cfg.task_weights, cfg.prompt_prob, "train", cfg.seed),
+    past = {t: e.past_frames for t, e in encoders.items() if e.past_frames}
+    train_set = WindowDataset(WindowSampler(tasks, spw, cfg.task_weights, cfg.prompt_prob, "train", cfg.seed, past),
                               encoders, token_weights, cfg.loss_unit == "timestep")
     loader = DataLoader(train_set, batch_size=cfg.batch // world, collate_fn=partial(collate, context=cfg.context), num_workers=cfg.workers,
                         sampler=GlobalBatchIndices(cfg.batch, start, cfg.steps, rank, world),
                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     # one held-out stream per task (episodes never trained on), so losses are reported per task
     val_sets = {t: WindowDataset(WindowSampler(tasks, spw, {x: float(x == t) for x in tasks}, 0.0, "val",
-                                               cfg.seed + 1), encoders)
+                                               cfg.seed + 1, past), encoders)
                 for t, td in tasks.items() if len(td.val_ids)}
 
     # per-task loss scales from gradient norms, each task measured on its own stream of training windows
     ids = {t: e.task_id for t, e in encoders.items() if t in tasks}
     balancer = TaskBalancer({i: WindowDataset(WindowSampler(tasks, spw, {x: float(x == t) for x in tasks}, 0.0, "train",
-                                                            cfg.seed + 2), encoders, token_weights, cfg.loss_unit == "timestep")
+                                                            cfg.seed + 2, past), encoders, token_weights, cfg.loss_unit == "timestep")
                              for t, i in ids.items()}, cfg.context, cfg.balance_tasks)
     if resume and "balancer" in st.get("extra", {}):
         balancer.load_state_dict(st["extra"]["balancer"])

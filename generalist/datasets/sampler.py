@@ -144,8 +144,10 @@ class WindowSampler:
 
     def __init__(self, tasks: dict[str, TaskData], steps_per_window: dict[str, int],
                  weights: dict[str, float] | None = None, prompt_prob: float = 0.25,
-                 split: str = "train", seed: int = 0):
+                 split: str = "train", seed: int = 0, past_images: dict[str, int] | None = None):
         self.tasks = tasks
+        # per task: how many images before a window's first step it carries (a frame stack's history)
+        self.past_images = past_images or {}
         self.names = sorted(tasks)
         self.steps = steps_per_window
         w = np.array([(weights or {}).get(t, 1.0) for t in self.names], dtype=np.float64)
@@ -198,7 +200,9 @@ class WindowSampler:
         return self._sample(np.random.default_rng([self.seed, index]))
 
     def _sample(self, rng: np.random.Generator) -> dict:
-        """One window: {'task', 'observations': {k: (T, ...)}, 'actions': (T, ...), 'prompt_steps'}."""
+        """One window: {'task', 'observations': {k: (T, ...)}, 'actions': (T, ...), 'prompt_steps',
+        'past_images', 'episode', 'start'}: past_images are the images just before the (non-prompt) window
+        in its episode (None at the episode's start or without a frame stack)."""
         task = self.names[rng.choice(len(self.names), p=self.p)]
         ids = self._ids(task)
         lengths = self.tasks[task].lengths
@@ -210,7 +214,11 @@ class WindowSampler:
         n_main = want - n_prompt
         length = int(lengths[ep])
         start = int(rng.integers(0, max(1, length - n_main + 1)))
-        obs, act = self._read(task, ep, start, min(length, start + n_main))
+        lead = min(self.past_images.get(task, 0), start)
+        obs, act = self._read(task, ep, start - lead, min(length, start + n_main))
+        past = obs["image"][:lead] if lead else None
+        if lead:
+            obs, act = {k: v[lead:] for k, v in obs.items()}, act[lead:]
         if n_prompt:
             other = int(rng.choice(ids[ids != ep]))
             olen = int(lengths[other])
@@ -219,7 +227,8 @@ class WindowSampler:
             pobs, pact = self._read(task, other, olen - n_prompt, olen)
             obs = {k: np.concatenate([pobs[k], obs[k]]) for k in obs}
             act = np.concatenate([pact, act])
-        return {"task": task, "observations": obs, "actions": act, "prompt_steps": n_prompt}
+        return {"task": task, "observations": obs, "actions": act, "prompt_steps": n_prompt, "past_images": past,
+                "episode": ep, "start": start}
 
     def close(self) -> None:
         for f in self._files.values():
