@@ -80,9 +80,15 @@ def cmd_experts_score(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- collect
 def cmd_collect(args: argparse.Namespace) -> int:
-    cfg = CollectConfig(tasks=_check_tasks(args.tasks), episodes=args.episodes, out=Path(args.out),
+    tasks = _check_tasks(args.tasks)
+    driver, driver_name = None, ""
+    if args.driver:
+        from generalist.agent.policy import driver_for  # lazy: torch only for DAgger collection
+        driver, driver_name = driver_for(Path(args.driver), tasks)
+    cfg = CollectConfig(tasks=tasks, episodes=args.episodes, out=Path(args.out),
                         workers=args.workers, seed=args.seed, resume=args.resume,
-                        action_noise=args.action_noise)
+                        action_noise=args.action_noise, driver=driver, driver_name=driver_name,
+                        driver_prob=args.driver_prob)
     check_config(cfg)
     run = None
     bar = tqdm(total=0, unit="ep", desc="collect", dynamic_ncols=True, disable=True)  # shown once started
@@ -283,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--action-noise", type=float, default=0.0, metavar="SIGMA",
                    help="DART noise: execute expert + N(0, SIGMA^2) (Box) or a random action with "
                         "probability SIGMA (discrete); actions keep the expert's label (default 0)")
+    c.add_argument("--driver", metavar="RUN",
+                   help="DAgger: the agent of this run (or checkpoint) acts and the expert labels every state it "
+                        "visits; with --resume, adds driven episodes to an expert dataset")
+    c.add_argument("--driver-prob", type=float, default=1.0, metavar="P",
+                   help="with --driver: the share of steps on which the agent's action is executed (the expert's "
+                        "on the others; default 1)")
     c.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log per-episode returns and throughput to Weights & Biases")
     c.set_defaults(func=cmd_collect)

@@ -9,6 +9,7 @@ exactly (no stale keys) and rebuilds are rare.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,20 @@ class AgentPolicy:
         self.pending = full.slots(len(full) - 1, len(full))
         self.history.append(full)
         return enc.decode_action(out)
+
+
+def driver_for(path: Path, tasks: list[str]) -> tuple[partial, str]:
+    """DAgger collection (`generalist collect --driver`): check that the checkpoint at `path` (a run or checkpoint
+    directory) plays every task; returns the picklable factory that builds its acting agent for an env in each
+    collection process, and the checkpoint's path (stored with every driven episode)."""
+    ck = checkpoint.resolve(Path(path))
+    known = checkpoint.load_meta(ck)["layouts"]
+    missing = [t for t in tasks if t not in known]
+    if missing:
+        raise UnknownTaskForCheckpoint(f"--driver {path}: the checkpoint was never trained on {', '.join(missing)}; "
+                                       f"it knows: {', '.join(sorted(known))}")
+    return partial(_drive, str(ck)), str(ck)
+
+
+def _drive(ck: str, env) -> AgentPolicy:
+    return AgentPolicy.from_checkpoint(Path(ck), env.task.name)

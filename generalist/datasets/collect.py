@@ -19,10 +19,12 @@ from typing import Any
 import gymnasium as gym
 
 from generalist import envs
+from generalist.datasets.dagger import DriverFactory, check_driver_prob
 from generalist.datasets.layout import DEFAULT_NAME, DatasetError, dataset_dir, has_episode_data
 from generalist.datasets.noise import check_action_noise
 from generalist.datasets.recorder import record_episode
 from generalist.datasets.writer import DatasetExistsError, DatasetWriter, exists_message, write_episode_file
+from generalist.errors import ConfigError
 from generalist.experts import make_policy
 from generalist.fs import check_not_a_file
 from generalist.lock import WriterLock
@@ -42,6 +44,11 @@ class CollectConfig:
     name: str = DEFAULT_NAME
     finalize: bool = True  # pack each completed dataset into one main_data.hdf5
     action_noise: float = 0.0  # DART: perturb executed actions, keep expert labels (datasets/noise.py)
+    # DAgger (datasets/dagger.py): `driver(env)` builds the policy that acts on a share `driver_prob` of the steps
+    # while the expert labels every state; `driver_name` (e.g. the checkpoint path) is stored with each episode.
+    driver: DriverFactory | None = None
+    driver_name: str = ""
+    driver_prob: float = 1.0
 
 
 @dataclass
@@ -56,6 +63,7 @@ class EpisodeDone:
 
 # ---------------------------------------------------------------- worker side
 _ENVS: dict[str, Any] = {}
+_DRIVERS: dict[str, Any] = {}
 
 
 def _env(task: str):
@@ -66,12 +74,23 @@ def _env(task: str):
     return env
 
 
-def run_job(task: str, seed: int, tmp: str, action_noise: float = 0.0) -> EpisodeDone:
-    """Play and record one expert episode, write it to `tmp`. Runs in a worker or inline."""
+def _driver(task: str, factory: DriverFactory):
+    """This process's driver for `task`, built once (loading a checkpoint costs ~0.1 s)."""
+    d = _DRIVERS.get(task)
+    if d is None:
+        d = _DRIVERS[task] = factory(_env(task))
+    return d
+
+
+def run_job(task: str, seed: int, tmp: str, action_noise: float = 0.0, driver: DriverFactory | None = None,
+            driver_prob: float = 1.0, driver_name: str = "") -> EpisodeDone:
+    """Play and record one expert (or, with `driver`, driven and expert-labelled) episode, write it to `tmp`.
+    Runs in a worker or inline."""
     env = _env(task)
     t0 = time.perf_counter()
     policy = make_policy("expert", env, seed=seed)
-    ep, ret = record_episode(env, policy, seed, action_noise)
+    ep, ret = record_episode(env, policy, seed, action_noise, _driver(task, driver) if driver else None,
+                             driver_prob, driver_name)
     write_episode_file(Path(tmp), ep)
     return EpisodeDone(task, seed, ret, ep.steps, tmp, time.perf_counter() - t0)
 
@@ -88,6 +107,11 @@ def check_config(cfg: CollectConfig) -> None:
     if cfg.seed < 0:
         raise DatasetError(f"--seed must be >= 0 (episode k uses seed SEED+k), got {cfg.seed}")
     check_action_noise(cfg.action_noise, None)
+    if cfg.driver is not None:
+        check_driver_prob(cfg.driver_prob)
+        if cfg.action_noise:
+            raise ConfigError("--driver and --action-noise are exclusive: a driven episode's executed actions "
+                              "are the driver's")
 
 
 def open_writers(cfg: CollectConfig) -> dict[str, DatasetWriter]:
@@ -104,6 +128,8 @@ def open_writers(cfg: CollectConfig) -> dict[str, DatasetWriter]:
     for t in cfg.tasks:
         env = _env(t)
         make_policy("expert", env)  # fail on a missing expert (or checkpoint) before writing
+        if cfg.driver is not None:
+            _driver(t, cfg.driver)  # and on a driver that cannot play the task
         writers[t] = DatasetWriter(
             dataset_dir(cfg.out, t, cfg.name), t, env.observation_space, env.action_space,
             cfg.seed, envs.get_task(t).expert, gym.spec(envs.gym_id(t)).to_json(), cfg.resume,
@@ -117,6 +143,7 @@ def _close_envs() -> None:
     for env in _ENVS.values():
         env.close()
     _ENVS.clear()
+    _DRIVERS.clear()
 
 
 def pending_jobs(cfg: CollectConfig, writers: dict[str, DatasetWriter]) -> list[tuple[str, int]]:
@@ -131,10 +158,11 @@ def pending_jobs(cfg: CollectConfig, writers: dict[str, DatasetWriter]) -> list[
 def _results(cfg: CollectConfig, jobs: list[tuple[str, str, int]]) -> Iterator[EpisodeDone]:
     if cfg.workers <= 1:
         for task, tmp, seed in jobs:
-            yield run_job(task, seed, tmp, cfg.action_noise)
+            yield run_job(task, seed, tmp, cfg.action_noise, cfg.driver, cfg.driver_prob, cfg.driver_name)
         return
     with process_pool(cfg.workers) as pool:
-        futures = [pool.submit(run_job, t, s, tmp, cfg.action_noise) for t, tmp, s in jobs]
+        futures = [pool.submit(run_job, t, s, tmp, cfg.action_noise, cfg.driver, cfg.driver_prob, cfg.driver_name)
+                   for t, tmp, s in jobs]
         for f in as_completed(futures):
             yield f.result()
 

@@ -41,6 +41,11 @@ class NoisyPolicy(Policy):
         self.last_label: Any = None
         self.last_noise = 0.0  # Box: |executed - label|_2; Discrete: 1.0 if the action was drawn at random
 
+    @property
+    def last_info(self) -> dict[str, float]:
+        """What the recorder stores beside the executed action, per step."""
+        return {"action_noise": self.last_noise}
+
     def reset(self) -> None:
         """Reset the expert and restart the noise stream from the episode seed."""
         self.rng = np.random.default_rng([self.seed, NOISE_STREAM])

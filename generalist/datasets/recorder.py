@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from generalist.datasets.dagger import DrivenPolicy
 from generalist.datasets.noise import NoisyPolicy
 from generalist.datasets.writer import Episode
 from generalist.envs.base import TaskEnv
@@ -16,13 +17,14 @@ from generalist.experts.base import Policy
 class EpisodeRecorder:
     """Appends each observation, action, reward and flag; `episode()` stacks them once at the end.
 
-    With `noisy`, the action stored is the expert's label and the executed one goes to the infos."""
+    With `labelled` (a NoisyPolicy or DrivenPolicy, which executes another action than its expert's), the action
+    stored is the expert's label; the executed one and the wrapper's `last_info` values go to the infos."""
 
-    def __init__(self, info_keys: tuple[str, ...] = (), noisy: NoisyPolicy | None = None):
+    def __init__(self, info_keys: tuple[str, ...] = (), labelled: NoisyPolicy | DrivenPolicy | None = None):
         self.info_keys = info_keys
-        self.noisy = noisy
+        self.labelled = labelled
         self.executed: list[Any] = []
-        self.noise: list[float] = []
+        self.extra: dict[str, list[float]] = {}
         self.obs: dict[str, list[np.ndarray]] = {}
         self.actions: list[Any] = []
         self.rewards: list[float] = []
@@ -36,12 +38,13 @@ class EpisodeRecorder:
     def on_step(self, obs, action, reward, terminated, truncated, info) -> None:
         for k, v in obs.items():
             self.obs[k].append(v)
-        if self.noisy is None:
+        if self.labelled is None:
             self.actions.append(action)
         else:
-            self.actions.append(self.noisy.last_label)
+            self.actions.append(self.labelled.last_label)
             self.executed.append(action)
-            self.noise.append(self.noisy.last_noise)
+            for k, v in self.labelled.last_info.items():
+                self.extra.setdefault(k, []).append(v)
         self.rewards.append(reward)
         self.terms.append(terminated)
         self.truncs.append(truncated)
@@ -51,9 +54,9 @@ class EpisodeRecorder:
     def episode(self, discrete: bool, attrs: dict[str, Any]) -> Episode:
         dtype = np.int64 if discrete else np.float32
         infos = {k: np.asarray(v) for k, v in self.infos.items()}
-        if self.noisy is not None:
+        if self.labelled is not None:
             infos["executed_action"] = np.asarray(self.executed, dtype=dtype)
-            infos["action_noise"] = np.asarray(self.noise, dtype=np.float32)
+            infos.update({k: np.asarray(v, dtype=np.float32) for k, v in self.extra.items()})
         return Episode(
             observations={k: np.stack(v) for k, v in self.obs.items()},
             actions=np.asarray(self.actions, dtype=dtype),
@@ -65,16 +68,20 @@ class EpisodeRecorder:
         )
 
 
-def record_episode(env: TaskEnv, policy: Policy, seed: int,
-                   action_noise: float = 0.0) -> tuple[Episode, float]:
-    """Run and record one episode on `seed` (perturbing executed actions if `action_noise` > 0)."""
+def record_episode(env: TaskEnv, policy: Policy, seed: int, action_noise: float = 0.0,
+                   driver: Any = None, driver_prob: float = 1.0, driver_name: str = "") -> tuple[Episode, float]:
+    """Run and record one episode on `seed`: the expert `policy` acting, its executed actions perturbed if
+    `action_noise` > 0, or (DAgger) `driver` acting on a share `driver_prob` of the steps, labelled by the expert."""
     key = env.task.success_key
-    noisy = NoisyPolicy(policy, action_noise, seed) if action_noise else None
-    rec = EpisodeRecorder((key,) if key else (), noisy)
-    result = run_episode(env, noisy or policy, seed, on_step=rec.on_step, on_reset=rec.on_reset)
+    labelled = (DrivenPolicy(policy, driver, driver_prob, seed) if driver is not None
+                else NoisyPolicy(policy, action_noise, seed) if action_noise else None)
+    rec = EpisodeRecorder((key,) if key else (), labelled)
+    result = run_episode(env, labelled or policy, seed, on_step=rec.on_step, on_reset=rec.on_reset)
     attrs = {"seed": seed, "task": env.task.name, "expert": env.task.expert, "return": result.ret}
-    if noisy is not None:
-        attrs["action_noise"] = noisy.sigma
+    if action_noise and driver is None:
+        attrs["action_noise"] = float(action_noise)
+    if driver is not None:
+        attrs.update(driver=driver_name, driver_prob=float(driver_prob))
     if result.success is not None:
         attrs["success"] = bool(result.success)
     ep = rec.episode(discrete=hasattr(env.action_space, "n"), attrs=attrs)
