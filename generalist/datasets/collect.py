@@ -24,6 +24,7 @@ from generalist.datasets.layout import DEFAULT_NAME, DatasetError, dataset_dir, 
 from generalist.datasets.noise import check_action_noise
 from generalist.datasets.recorder import record_episode
 from generalist.datasets.writer import DatasetExistsError, DatasetWriter, exists_message, write_episode_file
+from generalist.episodes import worker_init
 from generalist.errors import ConfigError
 from generalist.experts import make_policy
 from generalist.fs import check_not_a_file
@@ -160,7 +161,7 @@ def _results(cfg: CollectConfig, jobs: list[tuple[str, str, int]]) -> Iterator[E
         for task, tmp, seed in jobs:
             yield run_job(task, seed, tmp, cfg.action_noise, cfg.driver, cfg.driver_prob, cfg.driver_name)
         return
-    with process_pool(cfg.workers) as pool:
+    with process_pool(cfg.workers, worker_init) as pool:  # one compute thread each (a driver runs torch)
         futures = [pool.submit(run_job, t, s, tmp, cfg.action_noise, cfg.driver, cfg.driver_prob, cfg.driver_name)
                    for t, tmp, s in jobs]
         for f in as_completed(futures):
