@@ -3,6 +3,7 @@ window holds (tokens, local positions, patches, vectors, frames) and gets the sa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ from generalist.agent import checkpoint
 from generalist.agent.data import collate, encode_window
 from generalist.agent.encoder import shown_tokens
 from generalist.agent.policy import AgentPolicy
-from generalist.agent.train import TrainConfig, train
+from generalist.agent.train import TrainConfig, frame_stacks, train
 from generalist.datasets.collect import CollectConfig, collect
 from generalist.datasets.sampler import WindowSampler, open_tasks, train_arrays
+from generalist.errors import ConfigError
 
 # state + continuous actions; image + discrete actions; a second state shape (per-shape input encoders)
 TASKS = ["metaworld-reach", "memorymaze-9x9", "dmc-cartpole-swingup"]
@@ -158,3 +160,17 @@ def test_frame_stack_windows_match_acting_mid_episode(data, tmp_path):
         full, _ = policy.model(shown_tokens(batch["tokens"], batch["loss_mask"], True), batch["local_positions"],
                                frames=batch["frames"], segments=batch["segments"], task_ids=batch["task_ids"])
     torch.testing.assert_close(full[0, n - 1], policy.first_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_frame_stack_option_checks(data):
+    """--frame-stack: tasks outside the run's data are left out (a suite's settings serve a subset of its data);
+    an unknown name, a state task, K < 1 and Gato's tokens are refused."""
+    tasks = open_tasks([data])
+    cfg = TrainConfig(data=[str(data)], obs_encoding="vector", frame_stack={"memorymaze-9x9": 2, "atari-pong": 4})
+    assert frame_stacks(tasks, cfg) == {"memorymaze-9x9": 2}
+    for bad, encoding, message in (({"no-such-task": 2}, "vector", "no task"),
+                                   ({"metaworld-reach": 2}, "vector", "no image observations"),
+                                   ({"memorymaze-9x9": 0}, "vector", "K must be >= 1"),
+                                   ({"memorymaze-9x9": 2}, "tokens", "needs --obs-encoding vector")):
+        with pytest.raises(ConfigError, match=message):
+            frame_stacks(tasks, replace(cfg, frame_stack=bad, obs_encoding=encoding))

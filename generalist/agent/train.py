@@ -146,12 +146,17 @@ def input_encoders(tasks: dict[str, TaskData], cfg: TrainConfig) -> dict[str, li
 
 
 def frame_stacks(tasks: dict[str, TaskData], cfg: TrainConfig) -> dict[str, int]:
-    """`--frame-stack`, checked: only pixel tasks of this run, under the vector encoding, K >= 1."""
-    stacks = dict(cfg.frame_stack or {})
-    for task, k in stacks.items():
+    """`--frame-stack`, checked: known tasks, pixel tasks, the vector encoding, K >= 1. A task that is not in this
+    run's data is left out, as `--task-weights` does (a suite's settings then serve any subset of its data)."""
+    stacks = {}
+    for task, k in (cfg.frame_stack or {}).items():
         if task not in tasks:
-            raise ConfigError(f"--frame-stack names {task!r}, which is not in this run's data "
-                              f"({', '.join(sorted(tasks))})")
+            try:
+                envs.get_task(task)
+            except KeyError:
+                raise ConfigError(f"--frame-stack names {task!r}, which is no task (see `generalist envs`)") from None
+            continue
+        stacks[task] = k
         if "image" not in tasks[task].observation_space.spaces:
             raise ConfigError(f"--frame-stack {task}={k}: {task} has no image observations")
         if k < 1:
