@@ -216,9 +216,9 @@ class WindowSampler:
         start = int(rng.integers(0, max(1, length - n_main + 1)))
         lead = min(self.past_images.get(task, 0), start)
         obs, act = self._read(task, ep, start - lead, min(length, start + n_main))
-        past = obs["image"][:lead] if lead else None
+        past = None
         if lead:
-            obs, act = {k: v[lead:] for k, v in obs.items()}, act[lead:]
+            past, obs, act = obs["image"][:lead], {k: v[lead:] for k, v in obs.items()}, act[lead:]
         if n_prompt:
             other = int(rng.choice(ids[ids != ep]))
             olen = int(lengths[other])
