@@ -17,7 +17,7 @@ from generalist.agent.config import TrainConfig
 from generalist.datasets.collect import CollectConfig, check_config, collect
 from generalist.datasets.inspect import check, info
 from generalist.datasets.layout import find_datasets
-from generalist.envs import describe, get_task, task_names
+from generalist.envs import describe, domains, select, task_names
 from generalist.errors import GeneralistError, os_error_sentence
 from generalist.eval import report
 from generalist.eval.evaluate import EvalConfig, evaluate, progress_bar, resolve
@@ -32,24 +32,25 @@ class CLIError(GeneralistError):
 
 
 def _check_tasks(names: list[str]) -> list[str]:
-    for n in names:
-        get_task(n)  # raises UnknownTaskError listing known tasks
-    return names
+    """Task names with shell-style patterns expanded ('metaworld-*'); UnknownTaskError lists the known ones."""
+    return select(names)
 
 
 # ---------------------------------------------------------------- envs
 def cmd_envs(args: argparse.Namespace) -> int:
     names = _check_tasks(args.tasks) if args.tasks else task_names()
+    if args.domain:
+        names = [n for n in names if n in task_names(args.domain)]
     rows = [describe(n) for n in names]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{'task':24} {'domain':11} {'observation':24} {'action':16} {'steps':>6}  expert")
+    print(f"{'task':36} {'domain':11} {'observation':24} {'action':16} {'steps':>6}  expert")
     for r in rows:
         obs = ", ".join(f"{k}{tuple(v['shape'])}" for k, v in r["observation"].items())
         act = r["action"]
         a = f"discrete({act['n']})" if act["type"] == "discrete" else f"box{tuple(act['shape'])}"
-        print(f"{r['name']:24} {r['domain']:11} {obs:24} {a:16} {r['max_episode_steps']:>6}  {r['expert']}")
+        print(f"{r['name']:36} {r['domain']:11} {obs:24} {a:16} {r['max_episode_steps']:>6}  {r['expert']}")
     return 0
 
 
@@ -261,14 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("envs", help="list the task suite")
-    e.add_argument("tasks", nargs="*", help="only these tasks (default: all)")
+    e.add_argument("tasks", nargs="*", help="only these tasks or patterns, e.g. 'metaworld-*' (default: all)")
+    e.add_argument("--domain", choices=domains(), help="only the tasks of this domain")
     e.add_argument("--json", action="store_true", help="print a JSON list, one object per task")
     e.set_defaults(func=cmd_envs)
 
     x = sub.add_parser("experts", help="measure the specialist experts")
     xs = x.add_subparsers(dest="experts_command", required=True)
     s = xs.add_parser("score", help="mean return of the expert and/or random policy per task")
-    s.add_argument("tasks", nargs="+", help="task names (see `generalist envs`)")
+    s.add_argument("tasks", nargs="+", help="task names or quoted patterns, e.g. 'metaworld-*' (see `generalist envs`)")
     s.add_argument("--episodes", type=int, default=50, help="episodes per task and policy (default 50)")
     s.add_argument("--seed", type=int, default=reference.REFERENCE_SEED, help="first seed; episode k uses seed+k")
     s.add_argument("--policy", nargs="+", choices=["expert", "random"], default=["expert", "random"],
@@ -279,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_experts_score)
 
     c = sub.add_parser("collect", help="record expert episodes into HDF5 datasets (Minari layout)")
-    c.add_argument("tasks", nargs="+", help="task names (see `generalist envs`)")
+    c.add_argument("tasks", nargs="+", help="task names or quoted patterns, e.g. 'metaworld-*' (see `generalist envs`)")
     c.add_argument("--episodes", type=int, required=True, help="episodes per task (N)")
     c.add_argument("--out", required=True, help="dataset root: writes OUT/<task>/expert-v0/data/")
     c.add_argument("--workers", type=int, default=1, help="parallel collection processes (default 1)")
@@ -320,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("eval", help="score a policy per task against the expert and random references")
     v.add_argument("run", nargs="?", help="run directory or checkpoint (for --policy agent)")
     v.add_argument("--out", required=True, help="directory for scores.json, report.md, report.html, videos/")
-    v.add_argument("--tasks", nargs="+", help="tasks (default: every task the checkpoint was trained on)")
+    v.add_argument("--tasks", nargs="+",
+                   help="tasks or quoted patterns, e.g. 'metaworld-*' (default: every task the checkpoint was trained on)")
     v.add_argument("--episodes", type=int, default=50, help="episodes per task (default 50, as Gato)")
     v.add_argument("--seed", type=int, default=EVAL_SEED, help="first seed; no dataset uses them by default")
     v.add_argument("--policy", choices=["agent", "expert", "random"], default="agent",

@@ -42,3 +42,16 @@ def torch_only_site(where: Path) -> Path:
         if stem in TORCH_ONLY:
             (where / entry.name).symlink_to(entry)
     return where
+
+
+# The suite's first 11 tasks are tested on every run; of the tasks added for breadth (every maze size, all of
+# Meta-World's MT50) a fixed sample is, and the rest only with `-m slow`, to keep the default run short.
+CORE_TASKS = ("atari-pong", "atari-breakout", "memorymaze-9x9", "dmc-cartpole-swingup", "dmc-reacher-easy",
+              "dmc-walker-walk", "metaworld-reach", "metaworld-push", "metaworld-pick-place", "metaworld-door-open",
+              "metaworld-drawer-open")
+BREADTH_SAMPLE = ("memorymaze-11x11", "metaworld-assembly", "metaworld-peg-insert-side", "metaworld-window-open")
+
+
+def sampled(tasks) -> list:
+    """pytest params for `tasks`: the core tasks and the breadth sample as they are, the others marked slow."""
+    return [pytest.param(t, marks=() if t in CORE_TASKS + BREADTH_SAMPLE else pytest.mark.slow) for t in tasks]

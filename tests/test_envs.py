@@ -6,13 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from conftest import sampled
 from gymnasium.utils.env_checker import check_env
 
 from generalist import envs
 from generalist.datasets.layout import serialize_space
 
 
-@pytest.mark.parametrize("task", envs.task_names())
+@pytest.mark.parametrize("task", sampled(envs.task_names()))
 def test_reset_and_step(task):
     env = envs.make(task)
     try:
@@ -39,7 +40,7 @@ def test_reset_and_step(task):
         env.close()
 
 
-@pytest.mark.parametrize("task", envs.task_names())
+@pytest.mark.parametrize("task", sampled(envs.task_names()))
 def test_gymnasium_env_checker(task):
     env = envs.make(task)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import sampled
 
 from generalist import envs
 from generalist.envs.maze import MemoryMazeEnv, make_upstream
@@ -63,6 +64,27 @@ def test_matches_upstream(env):
     assert np.array_equal(obs["image"], frames[0])
     for k, a in enumerate(actions[:20]):
         assert np.array_equal(env.step(a)[0]["image"], frames[k + 1])
+
+
+@pytest.mark.parametrize("task", sampled(["memorymaze-11x11", "memorymaze-13x13", "memorymaze-15x15"]))
+def test_every_size_matches_upstream(task):
+    """Each bigger maze, reseeded as the suite does, is upstream's episode for the seed, frame for frame."""
+    size = envs.get_task(task).kwargs["size"]
+    ours = envs.make(task)
+    up = make_upstream(size, 5)
+    try:
+        ours.reset(seed=11)  # then reseed, the path every collected episode after the first takes
+        obs, _ = ours.reset(seed=5)
+        ts = up.reset()
+        assert np.array_equal(obs["image"], ts.observation["image"])
+        for a in np.random.default_rng(1).integers(6, size=60):
+            assert _same(ours.step(int(a)), up.step(int(a)))
+        layout = ours.privileged()["maze_layout"]
+        assert layout.shape == (size, size) and np.array_equal(layout, ts.observation["maze_layout"])
+        assert len(ours.privileged()["targets_pos"]) == {11: 4, 13: 5, 15: 6}[size]
+    finally:
+        up.close()
+        ours.close()
 
 
 def test_privileged_state(env):

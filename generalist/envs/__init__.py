@@ -7,6 +7,8 @@ and training (which only compares datasets with the declared spaces) needs no si
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 from typing import Any
 
 import gymnasium as gym
@@ -32,21 +34,25 @@ def _metaworld(task: str) -> TaskSpec:
                     success_key="success")
 
 
+def _maze(size: int) -> TaskSpec:
+    return TaskSpec(f"memorymaze-{size}x{size}", "memorymaze", maze.EPISODE_STEPS[size], "memorymaze-planner",
+                    maze.MemoryMazeEnv, *maze.spaces(), maze.DISPLAY, {"size": size})
+
+
+# The first 11 are the original suite, in its order; then every other maze size and Meta-World task.
+_FIRST_METAWORLD = ("reach", "push", "pick-place", "door-open", "drawer-open")
 TASKS: dict[str, TaskSpec] = {
     s.name: s
     for s in [
         _atari("Pong", "pong"),
         _atari("Breakout", "breakout"),
-        TaskSpec("memorymaze-9x9", "memorymaze", 1000, "memorymaze-planner",
-                 maze.MemoryMazeEnv, *maze.spaces(), maze.DISPLAY, {"size": 9}),
+        _maze(9),
         _dmc("cartpole", "swingup", "dmc-cartpole-energy-lqr"),
         _dmc("reacher", "easy", "dmc-reacher-pd"),
         _dmc("walker", "walk", "dmc-walker-sac"),
-        _metaworld("reach"),
-        _metaworld("push"),
-        _metaworld("pick-place"),
-        _metaworld("door-open"),
-        _metaworld("drawer-open"),
+        *(_metaworld(t) for t in _FIRST_METAWORLD),
+        *(_maze(n) for n in maze.EPISODE_STEPS if n != 9),
+        *(_metaworld(t) for t in meta_world.MT50 if t not in _FIRST_METAWORLD),
     ]
 }
 
@@ -59,17 +65,50 @@ class UnknownTaskError(GeneralistError, KeyError):
 
 
 def get_task(name: str) -> TaskSpec:
-    """The spec of a suite task, or UnknownTaskError naming the known tasks."""
+    """The spec of a suite task, or UnknownTaskError naming the closest known tasks."""
     try:
         return TASKS[name]
     except KeyError:
-        raise UnknownTaskError(
-            f"unknown task {name!r}; known tasks: {', '.join(TASKS)}"
-        ) from None
+        raise UnknownTaskError(f"unknown task {name!r}{_did_you_mean(name, list(TASKS))}") from None
 
 
-def task_names() -> list[str]:
-    return list(TASKS)
+def _did_you_mean(name: str, pool: list[str]) -> str:
+    """'; did you mean A or B? (...)': the closest names, and where the full list is."""
+    close = difflib.get_close_matches(name.rstrip("*?["), pool, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return f"{hint} (`generalist envs` lists all {len(pool)} tasks; patterns such as 'metaworld-*' work)"
+
+
+def task_names(domain: str | None = None) -> list[str]:
+    """Every task of the suite, or of one domain, in registry order."""
+    if domain is not None and domain not in domains():
+        raise UnknownTaskError(f"unknown domain {domain!r}; known domains: {', '.join(domains())}")
+    return [n for n, s in TASKS.items() if domain is None or s.domain == domain]
+
+
+def domains() -> list[str]:
+    """The task domains (atari, memorymaze, dmc, metaworld), in registry order."""
+    return list(dict.fromkeys(s.domain for s in TASKS.values()))
+
+
+def select(patterns: list[str], among: list[str] | None = None) -> list[str]:
+    """Task names for names and shell-style patterns ('metaworld-*'), in the order given, each once.
+
+    A pattern matches among `among` (default: every task); a pattern matching nothing, or a plain name
+    that is not a task, raises UnknownTaskError. Plain names are kept even when not in `among`, so the
+    caller can say why such a task does not apply (e.g. a checkpoint never trained on it).
+    """
+    pool = task_names() if among is None else list(among)
+    out: list[str] = []
+    for p in patterns:
+        if any(c in p for c in "*?["):
+            hits = fnmatch.filter(pool, p)
+            if not hits:
+                raise UnknownTaskError(f"no task matches {p!r}{_did_you_mean(p, pool)}")
+        else:
+            hits = [get_task(p).name]
+        out += [h for h in hits if h not in out]
+    return out
 
 
 def make(name: str, **kwargs: Any) -> gym.Env:
@@ -109,4 +148,5 @@ def describe(name: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["TASKS", "TaskSpec", "UnknownTaskError", "describe", "get_task", "gym_id", "make", "task_names"]
+__all__ = ["TASKS", "TaskSpec", "UnknownTaskError", "describe", "domains", "get_task", "gym_id", "make", "select",
+           "task_names"]

@@ -17,6 +17,14 @@ SIZES: dict[tuple[str, str], tuple[int, int]] = {
     ("cartpole", "swingup"): (5, 1),
     ("reacher", "easy"): (6, 2),
     ("walker", "walk"): (24, 6),
+    ("cheetah", "run"): (17, 6),
+    ("finger", "spin"): (9, 2),
+    ("ball_in_cup", "catch"): (8, 2),
+    ("point_mass", "easy"): (4, 2),
+    ("hopper", "stand"): (15, 4),
+    ("walker", "stand"): (24, 6),
+    ("cartpole", "balance"): (5, 1),
+    ("pendulum", "swingup"): (3, 1),
 }
 
 DISPLAY = Display(color="#55A868", video_stride=4, sized_render=True)  # renders at render_size
@@ -85,8 +93,8 @@ class DMCEnv(TaskEnv):
         return self._env.physics.render(self.render_size, self.render_size, camera_id=0)
 
     def privileged(self) -> dict[str, Any]:
-        """The MuJoCo physics and the physics steps per env step (expert-only)."""
-        return {"physics": self._env.physics, "n_sub_steps": self._env._n_sub_steps}
+        """The MuJoCo physics, the physics steps per env step and the task, whose reward planners read (expert-only)."""
+        return {"physics": self._env.physics, "n_sub_steps": self._env._n_sub_steps, "task": self._env.task}
 
     def close(self):
         self._env.close()

@@ -1,4 +1,4 @@
-"""Memory Maze 9x9 through its dm_env task API, wrapped as a gymnasium env (64x64 RGB, 6 actions)."""
+"""Memory Maze (9x9 to 15x15) through its dm_env task API, wrapped as a gymnasium env (64x64 RGB, 6 actions)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ PRIVILEGED_KEYS = ("agent_pos", "agent_dir", "targets_pos", "targets_vec", "targ
                    "maze_layout")
 ACTION_NAMES = ("noop", "forward", "left", "right", "forward_left", "forward_right")
 IMAGE = (64, 64, 3)  # memory-maze's default image observation
+# upstream's four sizes -> episode steps (its time limit of 250/500/750/1000 s at 4 actions a second)
+EPISODE_STEPS = {9: 1000, 11: 2000, 13: 3000, 15: 4000}
 
 DISPLAY = Display(color="#DD8452", video_stride=2, sized_render=False)  # renders at its own, fixed size
 

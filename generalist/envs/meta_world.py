@@ -19,6 +19,21 @@ STATE_SIZE, ACTION_SIZE = 39, 4  # every v3 task: hand, gripper, two objects, go
 
 DISPLAY = Display(color="#C44E52", video_stride=2, sized_render=True)  # renders at render_size
 
+# Meta-World v3's 50 tasks (MT50), named as upstream's `<task>-v3-goal-observable` envs and its
+# `policies.ENV_POLICY_MAP` keys without the suffix; tests/test_metaworld_mt50.py checks this list
+# against the installed metaworld, so the registry can declare every task without importing it.
+MT50 = (
+    "assembly", "basketball", "bin-picking", "box-close", "button-press", "button-press-topdown",
+    "button-press-topdown-wall", "button-press-wall", "coffee-button", "coffee-pull", "coffee-push",
+    "dial-turn", "disassemble", "door-close", "door-lock", "door-open", "door-unlock", "drawer-close",
+    "drawer-open", "faucet-close", "faucet-open", "hammer", "hand-insert", "handle-press",
+    "handle-press-side", "handle-pull", "handle-pull-side", "lever-pull", "peg-insert-side",
+    "peg-unplug-side", "pick-out-of-hole", "pick-place", "pick-place-wall", "plate-slide",
+    "plate-slide-back", "plate-slide-back-side", "plate-slide-side", "push", "push-back", "push-wall",
+    "reach", "reach-wall", "shelf-place", "soccer", "stick-pull", "stick-push", "sweep", "sweep-into",
+    "window-close", "window-open",
+)
+
 def spaces() -> tuple[gym.spaces.Dict, gym.spaces.Box]:
     """The observation and action spaces of every Meta-World task, without importing metaworld."""
     return state_space(STATE_SIZE), box_actions(ACTION_SIZE)

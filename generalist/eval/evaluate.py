@@ -124,19 +124,14 @@ def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
         ckpt = checkpoint.resolve(Path(cfg.run))
         meta = checkpoint.load_meta(ckpt)
         known = sorted(meta["layouts"])
-        tasks = list(cfg.tasks or known)
+        tasks = _select(cfg.tasks, known) if cfg.tasks else known
         unseen = [t for t in tasks if t not in known]
         if unseen:
             raise EvalError(f"the checkpoint was never trained on {', '.join(unseen)}; it knows: {', '.join(known)}")
     else:
         if not cfg.tasks:
             raise EvalError("--tasks is required with --policy expert|random")
-        tasks = list(cfg.tasks)
-    for t in tasks:
-        try:
-            envs.get_task(t)
-        except envs.UnknownTaskError as e:
-            raise EvalError(str(e)) from None
+        tasks = _select(cfg.tasks)
     if ckpt is not None and cfg.prompt:
         gone = [t for t in tasks if not Path(meta["data"][t]["path"]).exists()]
         if gone:
@@ -201,6 +196,14 @@ class Partial:
         (self.root / label).mkdir(parents=True, exist_ok=True)
         rows = [asdict(r) for r in sorted(results, key=lambda r: r.seed)]
         write_json_atomic(self.root / label / f"{task}.json", rows)
+
+
+def _select(patterns: list[str], among: list[str] | None = None) -> list[str]:
+    """--tasks with patterns expanded (among the checkpoint's tasks for an agent); EvalError when none match."""
+    try:
+        return envs.select(patterns, among)
+    except envs.UnknownTaskError as e:
+        raise EvalError(str(e)) from None
 
 
 def episode_jobs(tasks: list[str], kinds: dict[str, PolicyFactory], episodes: int, seed: int,

@@ -9,6 +9,7 @@ import importlib
 
 from generalist.envs import get_task
 from generalist.envs.base import TaskEnv
+from generalist.envs.meta_world import MT50
 from generalist.experts.base import Policy, RandomPolicy
 
 # expert name (a task's `TaskSpec.expert`) -> "module:Class" under generalist.experts
@@ -19,11 +20,7 @@ EXPERTS: dict[str, str] = {
     "dmc-cartpole-energy-lqr": "dmc:CartpoleSwingupExpert",
     "dmc-reacher-pd": "dmc:ReacherExpert",
     "dmc-walker-sac": "sac:WalkerSACExpert",
-    "metaworld-reach-scripted": "metaworld_scripted:MetaWorldScriptedExpert",
-    "metaworld-push-scripted": "metaworld_scripted:MetaWorldScriptedExpert",
-    "metaworld-pick-place-scripted": "metaworld_scripted:MetaWorldScriptedExpert",
-    "metaworld-door-open-scripted": "metaworld_scripted:MetaWorldScriptedExpert",
-    "metaworld-drawer-open-scripted": "metaworld_scripted:MetaWorldScriptedExpert",
+    **{f"metaworld-{t}-scripted": "metaworld_scripted:MetaWorldScriptedExpert" for t in MT50},
 }
 
 

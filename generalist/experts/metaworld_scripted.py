@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import warnings
 
 import numpy as np
@@ -38,13 +37,12 @@ class _DoorOpenPolicy:
 
 
 def _policy_class(task: str):
+    """Meta-World's policy class for `task` (its `policies.ENV_POLICY_MAP`), door-open's retuned."""
     if task == "door-open":
         return _DoorOpenPolicy
-    # 'pick-place' -> metaworld.policies.sawyer_pick_place_v3_policy.SawyerPickPlaceV3Policy
-    snake = task.replace("-", "_")
-    camel = "".join(p.capitalize() for p in task.split("-"))
-    module = importlib.import_module(f"metaworld.policies.sawyer_{snake}_v3_policy")
-    return getattr(module, f"Sawyer{camel}V3Policy")
+    from metaworld.policies import ENV_POLICY_MAP
+
+    return ENV_POLICY_MAP[f"{task}-v3"]
 
 
 class MetaWorldScriptedExpert(Policy):

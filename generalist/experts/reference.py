@@ -6,6 +6,7 @@ The evaluation layer normalizes agent returns with these: (agent - random) / (ex
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import json
 import shlex
 import sys
@@ -40,11 +41,16 @@ def load() -> dict[str, Any]:
 
 
 def save(task: str, kind: str, result: dict[str, Any], path: Path = REFERENCE_FILE) -> None:
-    """Merge one measurement into the reference file (atomically), recording the command."""
-    data = json.loads(path.read_text()) if path.exists() else {}
+    """Merge one measurement into the reference file (atomically), recording the command.
+
+    Several `experts score --save` processes may run at once (one per group of tasks): each merges under
+    an exclusive lock on a sibling file, so none loses another's tasks."""
     result = dict(result)
     result["command"] = "generalist " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
     result["measured"] = _dt.date.today().isoformat()
-    data.setdefault(task, {})[kind] = result
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # blocks until the other writer is done; freed on close
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data.setdefault(task, {})[kind] = result
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
