@@ -1,0 +1,94 @@
+"""A generic expert for any dm_control task: predictive sampling on a private copy of its physics.
+
+Every step it copies the real env's MuJoCo state into a private physics (the real one is only read),
+rolls out `samples` action sequences for `horizon` seconds, scores each by the task's own reward summed
+over the rollout, executes the first action of the best and keeps the best as next step's nominal
+(shifted by one step). Sequences are the nominal plus Gaussian noise drawn at `knots` points and
+interpolated linearly, so that a few numbers describe a smooth plan (Howell et al. 2022, "Predictive
+Sampling: Real-time Behaviour Synthesis with MuJoCo"; MuJoCo MPC's simplest planner).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from generalist.envs.base import TaskEnv
+from generalist.envs.rendering import configure_headless_gl
+from generalist.experts.base import Policy
+
+configure_headless_gl()  # mujoco picks its GL backend when imported
+
+import mujoco  # noqa: E402
+
+STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS  # time, qpos, qvel, act, warm-start history, mocap
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """The planner's budget: `samples` rollouts of `horizon` seconds per env step (cost ~ samples x horizon)."""
+
+    samples: int = 16        # rollouts per env step, the nominal included
+    horizon: float = 0.5     # seconds of look-ahead
+    knots: int = 4           # noise points per rollout, linearly interpolated between
+    noise: float = 0.4       # std of the noise, in [-1, 1] action units
+
+
+# Per-task budgets (domain, task) -> config; the rest use PlannerConfig(). Sized so that a 1000-step
+# episode takes about 2 minutes on one core (README, "An expert for any DM Control task").
+BUDGETS: dict[tuple[str, str], PlannerConfig] = {}
+
+
+def budget(domain: str, task: str, **overrides) -> PlannerConfig:
+    """The planner config of `domain/task`, with any field overridden."""
+    return replace(BUDGETS.get((domain, task), PlannerConfig()), **overrides)
+
+
+class PredictiveSamplingExpert(Policy):
+    """Model-predictive control by sampling, on a private copy of the task's physics, scored by its reward."""
+
+    def __init__(self, env: TaskEnv, seed: int | None = None, **overrides):
+        super().__init__(env, seed)
+        priv = self.privileged()
+        real = priv["physics"]
+        self.cfg = budget(env.unwrapped.domain, env.unwrapped.task_name, **overrides)
+        self.task, self.n_sub = priv["task"], priv["n_sub_steps"]
+        self.sim = real.copy(share_model=True)  # our own MjData; the real env's is only read
+        self.model = real.model.ptr
+        self.steps = max(1, round(self.cfg.horizon / (real.model.opt.timestep * self.n_sub)))
+        nu = self.model.nu
+        lo, hi = self.model.actuator_ctrlrange.T
+        limited = self.model.actuator_ctrllimited.astype(bool)
+        self.low, self.high = np.where(limited, lo, -1.0), np.where(limited, hi, 1.0)
+        # (steps, knots) linear interpolation from the knot noise to per-step noise
+        t = np.linspace(0.0, self.cfg.knots - 1, self.steps)
+        self.interp = np.maximum(0.0, 1.0 - np.abs(t[:, None] - np.arange(self.cfg.knots)[None, :]))
+        self.nominal = np.zeros((self.steps, nu))
+        self.state = np.empty(mujoco.mj_stateSize(self.model, STATE))
+
+    def reset(self) -> None:
+        self.nominal[:] = 0.0
+
+    def _rollout(self, plan: np.ndarray) -> float:
+        """The task reward summed over `plan` (steps x nu, in [-1, 1]) from the saved state."""
+        sim, data = self.sim, self.sim.data.ptr
+        mujoco.mj_setState(self.model, data, self.state, STATE)
+        mujoco.mj_forward(self.model, data)
+        ctrl = self.low + (plan + 1.0) * 0.5 * (self.high - self.low)
+        total = 0.0
+        for u in ctrl:
+            data.ctrl[:] = u
+            sim.step(self.n_sub)  # dm_control's step, as the real env takes it
+            total += float(self.task.get_reward(sim))
+        return total
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        real = self.privileged()["physics"]
+        mujoco.mj_getState(self.model, real.data.ptr, self.state, STATE)
+        nominal = np.concatenate([self.nominal[1:], self.nominal[-1:]])  # one step later than last time
+        noise = self.rng.normal(0.0, self.cfg.noise, (self.cfg.samples - 1, self.cfg.knots, nominal.shape[1]))
+        plans = [nominal] + list(np.clip(nominal + self.interp @ noise, -1.0, 1.0))
+        returns = [self._rollout(p) for p in plans]
+        self.nominal = plans[int(np.argmax(returns))]
+        return self.nominal[0].astype(np.float32)
