@@ -21,6 +21,7 @@ from generalist.experts.base import Policy
 configure_headless_gl()  # mujoco picks its GL backend when imported
 
 import mujoco  # noqa: E402
+from mujoco import rollout as mj_rollout  # noqa: E402
 
 STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS  # time, qpos, qvel, act, warm-start history, mocap
 
@@ -33,6 +34,7 @@ class PlannerConfig:
     horizon: float = 0.5     # seconds of look-ahead
     knots: int = 4           # noise points per rollout, linearly interpolated between
     noise: float = 0.4       # std of the noise, in [-1, 1] action units
+    reward_every: int = 1    # score every k-th step of a rollout (x k): rollouts run in C, rewards in Python
 
 
 # Per-task budgets (domain, task) -> config; the rest use PlannerConfig(). Sized so that a 1000-step
@@ -66,29 +68,36 @@ class PredictiveSamplingExpert(Policy):
         self.interp = np.maximum(0.0, 1.0 - np.abs(t[:, None] - np.arange(self.cfg.knots)[None, :]))
         self.nominal = np.zeros((self.steps, nu))
         self.state = np.empty(mujoco.mj_stateSize(self.model, STATE))
+        self.rollout_data = mujoco.MjData(self.model)  # the native rollout's scratch data
 
     def reset(self) -> None:
         self.nominal[:] = 0.0
 
-    def _rollout(self, plan: np.ndarray) -> float:
-        """The task reward summed over `plan` (steps x nu, in [-1, 1]) from the saved state."""
-        sim, data = self.sim, self.sim.data.ptr
-        mujoco.mj_setState(self.model, data, self.state, STATE)
-        mujoco.mj_forward(self.model, data)
-        ctrl = self.low + (plan + 1.0) * 0.5 * (self.high - self.low)
-        total = 0.0
-        for u in ctrl:
-            data.ctrl[:] = u
-            sim.step(self.n_sub)  # dm_control's step, as the real env takes it
-            total += float(self.task.get_reward(sim))
-        return total
+    def _returns(self, plans: np.ndarray) -> np.ndarray:
+        """The task reward summed over each plan (samples x steps x nu, in [-1, 1]) from the saved state.
+
+        MuJoCo's native `rollout` steps every plan (each control held for the env's physics substeps); the
+        task's `get_reward` then reads every `reward_every`-th resulting state in the private physics.
+        """
+        ctrl = self.low + (plans + 1.0) * 0.5 * (self.high - self.low)
+        ctrl = np.repeat(ctrl, self.n_sub, axis=1)
+        states, _ = mj_rollout.rollout(self.model, self.rollout_data, self.state[None], ctrl)
+        k = self.cfg.reward_every
+        at = np.arange(self.n_sub - 1, ctrl.shape[1], self.n_sub * k)  # after every k-th env step
+        data = self.sim.data.ptr
+        out = np.zeros(len(plans))
+        for i, traj in enumerate(states):
+            for x in traj[at]:
+                mujoco.mj_setState(self.model, data, x, STATE)
+                mujoco.mj_forward(self.model, data)
+                out[i] += k * float(self.task.get_reward(self.sim))
+        return out
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         real = self.privileged()["physics"]
         mujoco.mj_getState(self.model, real.data.ptr, self.state, STATE)
         nominal = np.concatenate([self.nominal[1:], self.nominal[-1:]])  # one step later than last time
         noise = self.rng.normal(0.0, self.cfg.noise, (self.cfg.samples - 1, self.cfg.knots, nominal.shape[1]))
-        plans = [nominal] + list(np.clip(nominal + self.interp @ noise, -1.0, 1.0))
-        returns = [self._rollout(p) for p in plans]
-        self.nominal = plans[int(np.argmax(returns))]
+        plans = np.concatenate([nominal[None], np.clip(nominal + self.interp @ noise, -1.0, 1.0)])
+        self.nominal = plans[int(np.argmax(self._returns(plans)))]
         return self.nominal[0].astype(np.float32)
