@@ -37,6 +37,8 @@ def test_select_patterns():
     assert envs.select(["dmc-walker-walk", "dmc-*"]) == ["dmc-walker-walk", "dmc-cartpole-swingup",
                                                           "dmc-reacher-easy"]
     assert envs.select(["metaworld-*"], among=["metaworld-reach", "atari-pong"]) == ["metaworld-reach"]
+    with pytest.raises(envs.UnknownTaskError, match="no task matches 'dmc-\\*' among metaworld-reach, atari-pong"):
+        envs.select(["dmc-*"], among=["metaworld-reach", "atari-pong"])
     with pytest.raises(envs.UnknownTaskError, match="no task matches 'atari-zork\\*'"):
         envs.select(["atari-zork*"])
     with pytest.raises(envs.UnknownTaskError, match="unknown task 'metaworld-reech'"):

@@ -104,7 +104,8 @@ def select(patterns: list[str], among: list[str] | None = None) -> list[str]:
         if any(c in p for c in "*?["):
             hits = fnmatch.filter(pool, p)
             if not hits:
-                raise UnknownTaskError(f"no task matches {p!r}{_did_you_mean(p, pool)}")
+                where = _did_you_mean(p, pool) if among is None else f" among {', '.join(pool)}"
+                raise UnknownTaskError(f"no task matches {p!r}{where}")
         else:
             hits = [get_task(p).name]
         out += [h for h in hits if h not in out]
