@@ -32,7 +32,7 @@ class CLIError(GeneralistError):
 
 
 def _check_tasks(names: list[str]) -> list[str]:
-    """Task names with shell-style patterns expanded ('metaworld-*'); UnknownTaskError lists the known ones."""
+    """Task names with shell-style patterns expanded ('metaworld-*'); UnknownTaskError names the closest."""
     return select(names)
 
 
