@@ -40,7 +40,8 @@ def _check_tasks(names: list[str]) -> list[str]:
 def cmd_envs(args: argparse.Namespace) -> int:
     names = _check_tasks(args.tasks) if args.tasks else task_names()
     if args.domain:
-        names = [n for n in names if n in task_names(args.domain)]
+        in_domain = set(task_names(args.domain))
+        names = [n for n in names if n in in_domain]
     rows = [describe(n) for n in names]
     if args.json:
         print(json.dumps(rows, indent=1))

@@ -20,7 +20,7 @@ STATE_SIZE, ACTION_SIZE = 39, 4  # every v3 task: hand, gripper, two objects, go
 DISPLAY = Display(color="#C44E52", video_stride=2, sized_render=True)  # renders at render_size
 
 # Meta-World v3's 50 tasks (MT50), named as upstream's `<task>-v3-goal-observable` envs and its
-# `policies.ENV_POLICY_MAP` keys without the suffix; tests/test_metaworld_mt50.py checks this list
+# `policies.ENV_POLICY_MAP` keys without the suffix; tests/test_breadth.py checks this list
 # against the installed metaworld, so the registry can declare every task without importing it.
 MT50 = (
     "assembly", "basketball", "bin-picking", "box-close", "button-press", "button-press-topdown",

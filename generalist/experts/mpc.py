@@ -37,16 +37,6 @@ class PlannerConfig:
     reward_every: int = 1    # score every k-th step of a rollout (x k): rollouts run in C, rewards in Python
 
 
-# Per-task budgets (domain, task) -> config; the rest use PlannerConfig(). Sized so that a 1000-step
-# episode takes about 2 minutes on one core (README, "An expert for any DM Control task").
-BUDGETS: dict[tuple[str, str], PlannerConfig] = {}
-
-
-def budget(domain: str, task: str, **overrides) -> PlannerConfig:
-    """The planner config of `domain/task`, with any field overridden."""
-    return replace(BUDGETS.get((domain, task), PlannerConfig()), **overrides)
-
-
 class PredictiveSamplingExpert(Policy):
     """Model-predictive control by sampling, on a private copy of the task's physics, scored by its reward."""
 
@@ -54,7 +44,7 @@ class PredictiveSamplingExpert(Policy):
         super().__init__(env, seed)
         priv = self.privileged()
         real = priv["physics"]
-        self.cfg = budget(env.unwrapped.domain, env.unwrapped.task_name, **overrides)
+        self.cfg = replace(PlannerConfig(), **overrides)  # no task has a budget of its own yet
         self.task, self.n_sub = priv["task"], priv["n_sub_steps"]
         self.sim = real.copy(share_model=True)  # our own MjData; the real env's is only read
         self.model = real.model.ptr
