@@ -18,7 +18,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     ends without error, so that readers see the old file or the new one, never a partial one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    yield tmp
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves the old file and nothing else
+        raise
     os.replace(tmp, path)
 
 

@@ -97,6 +97,17 @@ def test_resume_completes_without_duplicates(tmp_path):
         collect(CollectConfig(tasks=[TASK], episodes=5, out=tmp_path, seed=0, resume=True))
 
 
+def test_resume_removes_cut_short_rewrites(tmp_path):
+    """A kill during the index or metadata rewrite leaves `*.tmp` beside them; resuming removes them."""
+    collect(CollectConfig(tasks=[TASK], episodes=1, out=tmp_path, seed=0))
+    data = dataset_dir(tmp_path, TASK) / "data"
+    (data / "main_data.hdf5.tmp").write_bytes(b"half an index")
+    (data / "metadata.json.tmp").write_text("{")
+    collect(CollectConfig(tasks=[TASK], episodes=2, out=tmp_path, seed=0, resume=True))
+    assert sorted(_seeds(data.parent)) == [0, 1] and check(data.parent).ok
+    assert not [p.name for p in data.rglob("*.tmp")]
+
+
 def test_check_names_broken_episode(tmp_path, cli):
     collect(CollectConfig(tasks=[TASK], episodes=2, out=tmp_path))
     main = dataset_dir(tmp_path, TASK) / "data/main_data.hdf5"
@@ -153,7 +164,8 @@ def test_sigkill_then_resume(tmp_path, kill_after):
     assert sorted(_seeds(ds)) == list(range(n))
     assert check(ds).ok
     assert not (ds / "data/parts").exists()
-    assert not any(p.name.endswith(".tmp") for p in (ds / "data").rglob("*"))
+    left = [str(p.relative_to(ds)) for p in (ds / "data").rglob("*.tmp")]
+    assert not left, f"temporary files left after the resume: {left}"
     os.sync()
 
 

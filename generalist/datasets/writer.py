@@ -189,8 +189,10 @@ class DatasetWriter:
                 raise DatasetMismatchError(f"{self.ds_dir}: stored {key} differs from the task's; "
                                            "it was made by another version of the env")
         self._meta = dict(old)
-        for tmp in self.parts.glob("*.tmp"):
-            tmp.unlink()  # episodes whose writing was interrupted
+        # Episodes whose writing was interrupted, and an index or metadata rewrite cut short
+        # (this run holds the dataset's lock, so no other writer owns these).
+        for tmp in [*self.parts.glob("*.tmp"), *self.data.glob("*.tmp")]:
+            tmp.unlink()
         with h5py.File(self.main, "r") as f:
             names = sorted(f.keys(), key=lambda n: int(n.split("_")[1]))
             consolidated = any(isinstance(f.get(n, getlink=True), h5py.HardLink) for n in names)
