@@ -36,6 +36,19 @@ def _check_tasks(names: list[str]) -> list[str]:
     return select(names)
 
 
+def _set_planner_budget(words: list[str] | None, tasks: list[str]) -> None:
+    """--planner: check the overrides and hand them to the planner (and the worker processes it runs in)."""
+    if not words:
+        return
+    from generalist.experts import planner_tasks
+    from generalist.experts.mpc import OVERRIDE_ENV, parse_budget  # lazy: imports mujoco
+
+    if not planner_tasks(tasks):
+        raise CLIError("--planner sets the budget of the predictive-sampling planner, which none of these tasks "
+                       "uses as its expert (`generalist envs --json` names each task's expert)")
+    os.environ[OVERRIDE_ENV] = json.dumps(parse_budget(words))
+
+
 # ---------------------------------------------------------------- envs
 def cmd_envs(args: argparse.Namespace) -> int:
     names = _check_tasks(args.tasks) if args.tasks else task_names()
@@ -59,7 +72,9 @@ def cmd_envs(args: argparse.Namespace) -> int:
 def cmd_experts_score(args: argparse.Namespace) -> int:
     if args.episodes < 1 or args.seed < 0 or args.workers < 1:
         raise CLIError("--episodes and --workers must be at least 1, --seed >= 0")
-    for task in _check_tasks(args.tasks):
+    tasks = _check_tasks(args.tasks)
+    _set_planner_budget(args.planner, tasks)
+    for task in tasks:
         for kind in args.policy:
             bar = tqdm(total=args.episodes, desc=f"{task} {kind}", unit="ep")
             rets: list[float] = []
@@ -83,6 +98,7 @@ def cmd_experts_score(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- collect
 def cmd_collect(args: argparse.Namespace) -> int:
     tasks = _check_tasks(args.tasks)
+    _set_planner_budget(args.planner, tasks)
     driver, driver_name = None, ""
     if args.driver:
         from generalist.agent.policy import driver_for  # lazy: torch only for DAgger collection
@@ -279,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="parallel processes")
     s.add_argument("--save", action="store_true",
                    help="store the result in the package's reference_scores.json")
+    s.add_argument("--planner", nargs="+", metavar="KEY=VALUE",
+                   help="budget of the predictive-sampling planner (DMC tasks whose expert it is), e.g. samples=32 "
+                        "horizon=1.0; keys: samples, horizon (s), knots, noise, reward_every (default: the task's "
+                        "budget in generalist/experts/mpc.py)")
     s.set_defaults(func=cmd_experts_score)
 
     c = sub.add_parser("collect", help="record expert episodes into HDF5 datasets (Minari layout)")
@@ -300,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "on the others; default 1)")
     c.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log per-episode returns and throughput to Weights & Biases")
+    c.add_argument("--planner", nargs="+", metavar="KEY=VALUE",
+                   help="budget of the predictive-sampling planner (DMC tasks whose expert it is), e.g. samples=32 "
+                        "horizon=1.0; keys: samples, horizon (s), knots, noise, reward_every (default: the task's "
+                        "budget in generalist/experts/mpc.py)")
     c.set_defaults(func=cmd_collect)
 
     t = sub.add_parser("train", help="train one transformer agent by imitation on collected datasets")

@@ -111,3 +111,27 @@ def test_predictive_sampling_balances_cartpole():
     rand, _ = run(lambda env: RandomPolicy(env, seed=0))
     assert planner.steps == 30 and planner.cfg.samples == 8
     assert planned > 240 and planned > rand + 60, (planned, rand)  # measured: 270 against 154
+    assert planner.config()["samples"] == 8  # stored with each episode it plays (attr expert_config)
+
+
+def test_planner_budget_is_checked(monkeypatch):
+    """--planner words become PlannerConfig overrides; a bad one is a one-line ConfigError; the override
+    reaches the planner through the environment (so that worker processes inherit it)."""
+    import json
+
+    from generalist.errors import ConfigError
+    from generalist.experts.mpc import OVERRIDE_ENV, budget_for, parse_budget
+
+    assert parse_budget(["samples=32", "horizon=1"]) == {"samples": 32, "horizon": 1.0}
+    for bad in (["samples"], ["depth=3"], ["samples=1"], ["horizon=-1"], ["samples=2.5"]):
+        with pytest.raises(ConfigError, match="--planner"):
+            parse_budget(bad)
+    monkeypatch.setenv(OVERRIDE_ENV, json.dumps({"samples": 5}))
+    assert budget_for("dmc-anything").samples == 5
+
+
+def test_planner_flag_refused_without_a_planner_task(cli, tmp_path):
+    res = cli("collect", "dmc-reacher-easy", "--episodes", "1", "--out", str(tmp_path / "d"),
+              "--planner", "samples=8")
+    assert res.returncode == 2 and "--planner" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists()

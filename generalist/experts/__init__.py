@@ -20,6 +20,7 @@ EXPERTS: dict[str, str] = {
     "dmc-cartpole-energy-lqr": "dmc:CartpoleSwingupExpert",
     "dmc-reacher-pd": "dmc:ReacherExpert",
     "dmc-walker-sac": "sac:WalkerSACExpert",
+    "dmc-predictive-sampling": "mpc:PredictiveSamplingExpert",  # any DMC task; budgets in experts/mpc.py
     **{f"metaworld-{t}-scripted": "metaworld_scripted:MetaWorldScriptedExpert" for t in MT50},
 }
 
@@ -33,6 +34,11 @@ def make_policy(kind: str, env: TaskEnv, seed: int | None = None) -> Policy:
     return expert_class(get_task(env.task.name).expert)(env, seed)
 
 
+def planner_tasks(tasks: list[str]) -> list[str]:
+    """Those of `tasks` whose expert is the predictive-sampling planner (the ones `--planner` applies to)."""
+    return [t for t in tasks if EXPERTS[get_task(t).expert] == "mpc:PredictiveSamplingExpert"]
+
+
 def expert_class(name: str) -> type[Policy]:
     """The class registered as expert `name` (its module, and simulator, imported now)."""
     if name not in EXPERTS:
@@ -41,4 +47,4 @@ def expert_class(name: str) -> type[Policy]:
     return getattr(importlib.import_module(f"generalist.experts.{module}"), cls)
 
 
-__all__ = ["EXPERTS", "Policy", "RandomPolicy", "expert_class", "make_policy"]
+__all__ = ["EXPERTS", "Policy", "RandomPolicy", "expert_class", "make_policy", "planner_tasks"]

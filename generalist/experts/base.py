@@ -24,6 +24,10 @@ class Policy(ABC):
     def reset(self) -> None:
         """Called after every env.reset(), before the first act()."""
 
+    def config(self) -> dict[str, Any]:
+        """Settings that change what this expert does (a planner's budget), stored with every episode it plays."""
+        return {}
+
     @abstractmethod
     def act(self, obs: dict[str, np.ndarray]) -> Any:
         """The action for the current observation."""

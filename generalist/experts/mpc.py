@@ -10,12 +10,15 @@ Sampling: Real-time Behaviour Synthesis with MuJoCo"; MuJoCo MPC's simplest plan
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import json
+import os
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
 from generalist.envs.base import TaskEnv
 from generalist.envs.rendering import configure_headless_gl
+from generalist.errors import ConfigError
 from generalist.experts.base import Policy
 
 configure_headless_gl()  # mujoco picks its GL backend when imported
@@ -37,6 +40,39 @@ class PlannerConfig:
     reward_every: int = 1    # score every k-th step of a rollout (x k): rollouts run in C, rewards in Python
 
 
+# Per-task budgets where the default does not do (measured: README, "An expert for any DM Control task").
+BUDGETS: dict[str, PlannerConfig] = {}
+
+# The planner budget a run overrides (JSON of PlannerConfig fields): set by `--planner` on `collect` and
+# `experts score`, read here, so that spawned worker processes inherit it.
+OVERRIDE_ENV = "GENERALIST_PLANNER"
+
+
+def parse_budget(words: list[str]) -> dict[str, float | int]:
+    """`["samples=32", "horizon=1"]` -> PlannerConfig overrides, checked (ConfigError names the bad word)."""
+    types = {f.name: f.type for f in fields(PlannerConfig)}
+    out: dict[str, float | int] = {}
+    for w in words:
+        key, sep, value = w.partition("=")
+        if not sep or key not in types:
+            raise ConfigError(f"--planner {w!r}: expected KEY=VALUE with KEY one of {', '.join(types)}")
+        try:
+            v = int(value) if types[key] == "int" else float(value)
+        except ValueError:
+            raise ConfigError(f"--planner {w!r}: {key} takes {'an integer' if types[key] == 'int' else 'a number'}") from None
+        if v <= 0 or (key in ("samples", "knots") and v < 2):
+            raise ConfigError(f"--planner {w!r}: {key} must be {'>= 2' if key in ('samples', 'knots') else '> 0'}")
+        out[key] = v
+    return out
+
+
+def budget_for(task: str) -> PlannerConfig:
+    """The budget `task` plans with: its entry in BUDGETS (else the defaults), then the run's overrides."""
+    cfg = BUDGETS.get(task, PlannerConfig())
+    override = os.environ.get(OVERRIDE_ENV)
+    return replace(cfg, **json.loads(override)) if override else cfg
+
+
 class PredictiveSamplingExpert(Policy):
     """Model-predictive control by sampling, on a private copy of the task's physics, scored by its reward."""
 
@@ -44,7 +80,8 @@ class PredictiveSamplingExpert(Policy):
         super().__init__(env, seed)
         priv = self.privileged()
         real = priv["physics"]
-        self.cfg = replace(PlannerConfig(), **overrides)  # no task has a budget of its own yet
+        spec = getattr(env.unwrapped, "task", None)  # None: a DMCEnv built outside the registry (tests)
+        self.cfg = replace(budget_for(spec.name if spec else ""), **overrides)
         self.task, self.n_sub = priv["task"], priv["n_sub_steps"]
         self.sim = real.copy(share_model=True)  # our own MjData; the real env's is only read
         self.model = real.model.ptr
@@ -62,6 +99,9 @@ class PredictiveSamplingExpert(Policy):
 
     def reset(self) -> None:
         self.nominal[:] = 0.0
+
+    def config(self) -> dict[str, float | int]:
+        return asdict(self.cfg)
 
     def _returns(self, plans: np.ndarray) -> np.ndarray:
         """The task reward summed over each plan (samples x steps x nu, in [-1, 1]) from the saved state.
