@@ -274,6 +274,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
+def _add_planner_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--planner", nargs="+", metavar="KEY=VALUE",
+                   help="budget of the predictive-sampling planner (DMC tasks whose expert it is), e.g. samples=32 "
+                        "horizon=1.0; keys: samples, horizon (s), knots, noise, reward_every (default: the task's "
+                        "budget in generalist/experts/mpc.py)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="generalist", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -295,10 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="parallel processes")
     s.add_argument("--save", action="store_true",
                    help="store the result in the package's reference_scores.json")
-    s.add_argument("--planner", nargs="+", metavar="KEY=VALUE",
-                   help="budget of the predictive-sampling planner (DMC tasks whose expert it is), e.g. samples=32 "
-                        "horizon=1.0; keys: samples, horizon (s), knots, noise, reward_every (default: the task's "
-                        "budget in generalist/experts/mpc.py)")
+    _add_planner_flag(s)
     s.set_defaults(func=cmd_experts_score)
 
     c = sub.add_parser("collect", help="record expert episodes into HDF5 datasets (Minari layout)")
@@ -320,10 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "on the others; default 1)")
     c.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log per-episode returns and throughput to Weights & Biases")
-    c.add_argument("--planner", nargs="+", metavar="KEY=VALUE",
-                   help="budget of the predictive-sampling planner (DMC tasks whose expert it is), e.g. samples=32 "
-                        "horizon=1.0; keys: samples, horizon (s), knots, noise, reward_every (default: the task's "
-                        "budget in generalist/experts/mpc.py)")
+    _add_planner_flag(c)
     c.set_defaults(func=cmd_collect)
 
     t = sub.add_parser("train", help="train one transformer agent by imitation on collected datasets")

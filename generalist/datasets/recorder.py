@@ -79,8 +79,8 @@ def record_episode(env: TaskEnv, policy: Policy, seed: int, action_noise: float 
     rec = EpisodeRecorder((key,) if key else (), labelled)
     result = run_episode(env, labelled or policy, seed, on_step=rec.on_step, on_reset=rec.on_reset)
     attrs = {"seed": seed, "task": env.task.name, "expert": env.task.expert, "return": result.ret}
-    if policy.config():
-        attrs["expert_config"] = json.dumps(policy.config(), sort_keys=True)
+    if config := policy.config():
+        attrs["expert_config"] = json.dumps(config, sort_keys=True)
     if action_noise and driver is None:
         attrs["action_noise"] = float(action_noise)
     if driver is not None:
