@@ -20,10 +20,11 @@ from tqdm import tqdm
 from generalist import envs
 from generalist.agent.config import TrainConfig
 from generalist.datasets.collect import CollectConfig, collect
-from generalist.datasets.layout import DEFAULT_NAME, dataset_dir, write_json_atomic
+from generalist.datasets.layout import DEFAULT_NAME, dataset_dir, read_metadata, write_json_atomic
 from generalist.errors import GeneralistError
 from generalist.eval.evaluate import EvalConfig, evaluate, progress_bar
 from generalist.eval.report import write as write_report
+from generalist.experts import planner_tasks
 from generalist.flags import command_line, to_flags
 from generalist.lock import WriterLock
 
@@ -39,10 +40,22 @@ class Suite:
     video_frames: int = 250
     action_noise: dict[str, float] = field(default_factory=dict)  # task -> DART noise when collecting
     eval_temperature: float = 0.0                                  # agent decoding: 0 greedy, > 0 sampled
+    # One DAgger round before training (task -> driven episodes): a clone of the task alone, trained for
+    # `dagger_steps` x `dagger_batch` windows with the suite's recipe, plays that many more episodes while the
+    # expert labels every state it visits; they join the task's dataset, so that training sees the expert's
+    # corrections from the states a clone drifts into, not only the expert's own.
+    dagger: dict[str, int] = field(default_factory=dict)
+    dagger_steps: int = 400
+    dagger_batch: int = 256
 
     def __post_init__(self) -> None:
         to_flags(TrainConfig, self.train)  # every key must be a `generalist train` option (ConfigError)
+        unknown = set(self.dagger) - set(self.episodes)
+        if unknown:
+            raise ValueError(f"dagger names tasks the suite does not collect: {', '.join(sorted(unknown))}")
 
+
+_PLANNED = planner_tasks(envs.task_names("dmc"))  # DMC tasks whose expert is the predictive-sampling planner
 
 SUITES: dict[str, Suite] = {
     # Every domain, sized for a 2-core CPU in <= 30 minutes (measured: README). The recipe is what the
@@ -72,13 +85,16 @@ SUITES: dict[str, Suite] = {
                    frame_stack={"atari-pong": 4},
                    task_weights={"atari-pong": 0.8, "memorymaze-9x9": 0.25, "dmc-cartpole-swingup": 12.5}),
         eval_episodes=20, video_frames=200),
-    # The whole suite, sized for one GPU (or several with torchrun): see README for time and memory. The
+    # The whole suite, sized for one GPU (or several with torchrun): see README for time and memory. 100
+    # episodes of the image tasks and of the planner's DMC tasks (an expert episode costs 20-60 s of planning
+    # on one core: 100k steps a task), 300 of the other state tasks. The
     # quick suite's recipe at GPU scale: more data, a wider model, more windows per step, and a longer
     # memory for the pixel tasks (context 24: 4 Meta-World timesteps, 3 of walker, 8 of the Atari games (each
     # timestep's frame holds its last 4 images) and of the maze).
     "full": Suite(
         description=f"all {len(envs.TASKS)} tasks, small model, GPU-sized",
-        episodes={t: (100 if "image" in spec.observation_space.spaces else 300) for t, spec in envs.TASKS.items()},
+        episodes={t: (100 if "image" in spec.observation_space.spaces or t in _PLANNED else 300)
+                  for t, spec in envs.TASKS.items()},
         action_noise={t: 0.2 for t in envs.TASKS if envs.get_task(t).domain == "metaworld"},
         train=dict(config="small", steps=20_000, batch=1024, context=24, max_timesteps=8, lr=3e-4, warmup=1000,
                    eval_every=1000, ckpt_every=1000, prompt_prob=0.0, workers=4, hide_actions=True,
@@ -126,6 +142,47 @@ def train_command(cfg: RunConfig, nproc: int = 8) -> str:
     rerunning `generalist run` afterwards sees the finished checkpoint and goes on to evaluation."""
     words = to_flags(TrainConfig, train_options(cfg))
     return f"torchrun --nproc_per_node={nproc} -m generalist train " + command_line(words)
+
+
+def driver_options(cfg: RunConfig, task: str) -> dict[str, Any]:
+    """TrainConfig options of the single-task clone that drives `task`'s DAgger round: the suite's recipe on
+    that task's expert episodes alone, `dagger_steps` x `dagger_batch` windows, in OUT/dagger/TASK."""
+    suite = SUITES[cfg.suite]
+    root = Path(cfg.data) if cfg.data else Path(cfg.out) / "data"
+    steps = suite.dagger_steps
+    opts = {**suite.train, "data": [str(dataset_dir(root, task, DEFAULT_NAME))],
+            "out": str(Path(cfg.out) / "dagger" / task), "steps": steps, "batch": suite.dagger_batch,
+            "warmup": min(suite.train.get("warmup", 0), steps // 4), "eval_every": steps, "ckpt_every": steps}
+    if cfg.compile:
+        opts["compile"] = True
+    return opts
+
+
+def _dagger_round(cfg: RunConfig, task: str, extra: int, log: Callable[[str], None]) -> None:
+    """Train `task`'s driver (or keep the finished one), then complete its dataset with `extra` driven episodes
+    (seeds after the expert's); a rerun after a crash resumes whichever part was cut short."""
+    from generalist.agent import checkpoint
+    from generalist.agent.policy import driver_for
+    from generalist.agent.train import train
+
+    suite = SUITES[cfg.suite]
+    total = suite.episodes[task] + extra
+    root = Path(cfg.data) if cfg.data else Path(cfg.out) / "data"
+    opts = driver_options(cfg, task)
+    run_dir = Path(opts["out"])
+    last = checkpoint.latest(run_dir)
+    if last is None or checkpoint.step_of(last) < suite.dagger_steps:
+        if read_metadata(dataset_dir(root, task, DEFAULT_NAME)).get("total_episodes", 0) >= total:
+            log(f"{task}: {total} episodes already, {extra} of them driven; no driver needed")
+            return
+        log(f"{task}: training the driver ({suite.dagger_steps} steps on its expert episodes) -> {run_dir}")
+        train(TrainConfig(**opts), resume=last is not None)
+    driver, name = driver_for(run_dir, [task])
+    bar = tqdm(total=0, unit="ep", desc=f"dagger {task} (+{extra} driven)", dynamic_ncols=True)
+    collect(CollectConfig(tasks=[task], episodes=total, out=root, workers=cfg.workers, resume=True,
+                          driver=driver, driver_name=name),
+            lambda res, _ep: bar.update(1), lambda jobs: bar.reset(total=jobs))
+    bar.close()
 
 
 class RunError(GeneralistError):
@@ -194,6 +251,12 @@ def _run(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, Any]:
         bar.close()
     summary["seconds"]["collect"] = summary["seconds"].get("collect", 0) + time.perf_counter() - t0
     save()
+    if suite.dagger:
+        t0 = _stage("dagger round", log)
+        for task, extra in suite.dagger.items():
+            _dagger_round(cfg, task, extra, log)
+        summary["seconds"]["dagger"] = summary["seconds"].get("dagger", 0) + time.perf_counter() - t0
+        save()
     if cfg.until == "collect":
         log(f"datasets ready in {data}; to train on several GPUs:\n  {train_command(cfg)}\n"
             f"then run `generalist run --suite {cfg.suite} --out {out}` again to evaluate and report")

@@ -45,11 +45,13 @@ def torch_only_site(where: Path) -> Path:
 
 
 # The suite's first 11 tasks are tested on every run; of the tasks added for breadth (every maze size, all of
-# Meta-World's MT50) a fixed sample is, and the rest only with `-m slow`, to keep the default run short.
+# Meta-World's MT50, the planner's DMC tasks) a fixed sample is, and the rest only with `-m slow`, to keep the
+# default run short.
 CORE_TASKS = ("atari-pong", "atari-breakout", "memorymaze-9x9", "dmc-cartpole-swingup", "dmc-reacher-easy",
               "dmc-walker-walk", "metaworld-reach", "metaworld-push", "metaworld-pick-place", "metaworld-door-open",
               "metaworld-drawer-open")
-BREADTH_SAMPLE = ("memorymaze-11x11", "metaworld-assembly", "metaworld-peg-insert-side", "metaworld-window-open")
+BREADTH_SAMPLE = ("memorymaze-11x11", "metaworld-assembly", "metaworld-peg-insert-side", "metaworld-window-open",
+                  "dmc-cheetah-run", "dmc-pendulum-swingup")
 
 
 def sampled(tasks) -> list:

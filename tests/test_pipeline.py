@@ -6,8 +6,10 @@ import json
 import shutil
 
 import pytest
+from test_action_noise import _episode
 
 from generalist import pipeline
+from generalist.agent import checkpoint
 from generalist.pipeline import RunConfig, RunError, Suite
 
 
@@ -17,7 +19,7 @@ def mini_suite(monkeypatch):
                   action_noise={"metaworld-reach": 0.2},
                   train=dict(config="tiny", steps=4, batch=2, context=24, warmup=1, eval_every=2, ckpt_every=2,
                              obs_encoding="vector", max_timesteps=4, action_loss="hlgauss", hide_actions=True),
-                  eval_episodes=1, video_frames=5)
+                  eval_episodes=1, video_frames=5, dagger={"dmc-reacher-easy": 1}, dagger_steps=2, dagger_batch=2)
     monkeypatch.setitem(pipeline.SUITES, "mini", suite)
     return suite
 
@@ -33,6 +35,14 @@ def test_run_end_to_end_then_resume(mini_suite, tmp_path):
     noise = {t: json.loads((out / "data" / t / "expert-v0" / "data" / "metadata.json").read_text())["generalist"]
              .get("action_noise", 0.0) for t in mini_suite.episodes}
     assert noise == {"dmc-reacher-easy": 0.0, "metaworld-reach": 0.2}  # the suite's DART noise, per task
+    # the DAgger round: a reacher-only driver trained for 2 steps drove a third episode, labelled by the expert
+    driver = checkpoint.latest(out / "dagger" / "dmc-reacher-easy")
+    assert checkpoint.step_of(driver) == 2 and checkpoint.load_meta(driver)["train"]["batch"] == 2
+    eps = [_episode(out / "data" / "dmc-reacher-easy" / "expert-v0", i) for i in range(3)]
+    assert "driver" not in eps[1]["attrs"] and eps[2]["attrs"]["driver"] == str(driver)
+    assert eps[2]["attrs"]["seed"] == 2 and (eps[2]["infos/agent_acted"] == 1.0).all()
+    assert json.loads((out / "run" / "checkpoints" / "step_00000004" / "meta.json").read_text())["data"][
+        "dmc-reacher-easy"]["episodes"] == 3  # training read the aggregated dataset
     assert (out / "run" / "checkpoints" / "step_00000004").exists()
 
     # a second run reuses everything: no new episodes, no training, the scores kept

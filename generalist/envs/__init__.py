@@ -39,7 +39,8 @@ def _maze(size: int) -> TaskSpec:
                     maze.MemoryMazeEnv, *maze.spaces(), maze.DISPLAY, {"size": size})
 
 
-# The first 11 are the original suite, in its order; then every other maze size and Meta-World task.
+# The first 11 are the original suite, in its order; then every other maze size and Meta-World task, then the
+# dm_control tasks whose expert is the generic planner.
 _FIRST_METAWORLD = ("reach", "push", "pick-place", "door-open", "drawer-open")
 TASKS: dict[str, TaskSpec] = {
     s.name: s
@@ -53,6 +54,7 @@ TASKS: dict[str, TaskSpec] = {
         *(_metaworld(t) for t in _FIRST_METAWORLD),
         *(_maze(n) for n in maze.EPISODE_STEPS if n != 9),
         *(_metaworld(t) for t in meta_world.MT50 if t not in _FIRST_METAWORLD),
+        *(_dmc(d, t, "dmc-predictive-sampling") for d, t in dmc.PLANNED),
     ]
 }
 

@@ -40,8 +40,18 @@ class PlannerConfig:
     reward_every: int = 1    # score every k-th step of a rollout (x k): rollouts run in C, rewards in Python
 
 
-# Per-task budgets where the default does not do (measured: README, "An expert for any DM Control task").
-BUDGETS: dict[str, PlannerConfig] = {}
+# Per-task budgets, each chosen by single-episode probes on one core (seed 1; DEVELOPERS.md, "Planner
+# budgets") as the cheapest tried that came near TD-MPC2's 1M-step return; the 50-episode results are in the
+# README. A sparse reward needs a horizon that reaches it (pendulum from hanging down: 5 s; 3 s scores 0 from some
+# starts, 1 s from all).
+BUDGETS: dict[str, PlannerConfig] = {
+    "dmc-cartpole-balance": PlannerConfig(samples=8, horizon=1.0, reward_every=2),
+    "dmc-point_mass-easy": PlannerConfig(samples=16, horizon=1.0, reward_every=2),
+    "dmc-walker-stand": PlannerConfig(samples=12, horizon=0.8, reward_every=4),
+    "dmc-pendulum-swingup": PlannerConfig(samples=32, horizon=5.0, knots=6, noise=1.0, reward_every=5),
+    "dmc-finger-turn_easy": PlannerConfig(samples=16, horizon=1.0, noise=0.8, reward_every=2),
+    "dmc-cheetah-run": PlannerConfig(samples=16, horizon=0.6, noise=0.8, reward_every=2),
+}
 
 # The planner budget a run overrides (JSON of PlannerConfig fields): set by `--planner` on `collect` and
 # `experts score`, read here, so that spawned worker processes inherit it.
