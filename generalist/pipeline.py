@@ -91,7 +91,8 @@ SUITES: dict[str, Suite] = {
         eval_episodes=20, video_frames=200),
     # The whole suite, sized for one GPU (or several with torchrun): see README for time and memory. 100
     # episodes of the image tasks and of the planner's DMC tasks (an expert episode costs 20-60 s of planning
-    # on one core: 100k steps a task), 300 of the other state tasks. The
+    # on one core: 100k steps a task), 300 of the other state tasks, and cartpole's DAgger round in the quick
+    # suite's proportion (60 driven to 300 expert episodes). The
     # quick suite's recipe at GPU scale: more data, a wider model, more windows per step, and a longer
     # memory for the pixel tasks (context 24: 4 Meta-World timesteps, 3 of walker, 8 of the Atari games (each
     # timestep's frame holds its last 4 images) and of the maze).
@@ -105,6 +106,7 @@ SUITES: dict[str, Suite] = {
                    obs_encoding="vector", obs_norm="zscore", action_loss="hlgauss", balance_actions=0.75,
                    loss_unit="timestep", ema=0.999, input_encoders="per-shape", frame_norm="center",
                    frame_stack={t: 4 for t in envs.TASKS if envs.get_task(t).domain == "atari"}),
+        dagger={"dmc-cartpole-swingup": 60},
         eval_episodes=50, video_frames=250),
 }
 
