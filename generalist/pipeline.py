@@ -125,9 +125,14 @@ class RunConfig:
 STAGES = ("collect", "train", "report")
 
 
+def data_root(cfg: RunConfig) -> Path:
+    """Where the run's datasets live: --data, else OUT/data."""
+    return Path(cfg.data) if cfg.data else Path(cfg.out) / "data"
+
+
 def suite_datasets(cfg: RunConfig) -> list[Path]:
     """The suite's dataset directories: training reads these only, not everything under the root."""
-    root = Path(cfg.data) if cfg.data else Path(cfg.out) / "data"
+    root = data_root(cfg)
     return [dataset_dir(root, t, DEFAULT_NAME) for t in SUITES[cfg.suite].episodes]
 
 
@@ -154,9 +159,8 @@ def driver_options(cfg: RunConfig, task: str) -> dict[str, Any]:
     """TrainConfig options of the single-task clone that drives `task`'s DAgger round: the suite's recipe on
     that task's expert episodes alone, `dagger_steps` x `dagger_batch` windows, in OUT/dagger/TASK."""
     suite = SUITES[cfg.suite]
-    root = Path(cfg.data) if cfg.data else Path(cfg.out) / "data"
     steps = suite.dagger_steps
-    opts = {**suite.train, "data": [str(dataset_dir(root, task, DEFAULT_NAME))],
+    opts = {**suite.train, "data": [str(dataset_dir(data_root(cfg), task, DEFAULT_NAME))],
             "out": str(Path(cfg.out) / "dagger" / task), "steps": steps, "batch": suite.dagger_batch,
             "warmup": min(suite.train.get("warmup", 0), steps // 4), "eval_every": steps, "ckpt_every": steps}
     if cfg.compile:
@@ -173,7 +177,7 @@ def _dagger_round(cfg: RunConfig, task: str, extra: int, log: Callable[[str], No
 
     suite = SUITES[cfg.suite]
     total = suite.episodes[task] + extra
-    root = Path(cfg.data) if cfg.data else Path(cfg.out) / "data"
+    root = data_root(cfg)
     opts = driver_options(cfg, task)
     run_dir = Path(opts["out"])
     last = checkpoint.latest(run_dir)
@@ -220,7 +224,7 @@ def _run(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, Any]:
 
     suite = SUITES[cfg.suite]
     out = Path(cfg.out)
-    data = Path(cfg.data) if cfg.data else out / "data"
+    data = data_root(cfg)
     summary_path = out / "run.json"
     summary: dict[str, Any] = {}
     if summary_path.exists():

@@ -20,12 +20,12 @@ SIZES: dict[tuple[str, str], tuple[int, int]] = {
     # tasks whose expert is the generic planner (experts/mpc.py, which holds their budgets)
     ("cartpole", "balance"): (5, 1),
     ("point_mass", "easy"): (4, 2),
-    ("walker", "stand"): (24, 6),
+    ("reacher", "hard"): (6, 2),
     ("pendulum", "swingup"): (3, 1),
     ("finger", "turn_easy"): (12, 2),
     ("cheetah", "run"): (17, 6),
 }
-PLANNED = (("cartpole", "balance"), ("point_mass", "easy"), ("walker", "stand"), ("pendulum", "swingup"),
+PLANNED = (("cartpole", "balance"), ("point_mass", "easy"), ("reacher", "hard"), ("pendulum", "swingup"),
            ("finger", "turn_easy"), ("cheetah", "run"))
 
 DISPLAY = Display(color="#55A868", video_stride=4, sized_render=True)  # renders at render_size

@@ -47,7 +47,7 @@ class PlannerConfig:
 BUDGETS: dict[str, PlannerConfig] = {
     "dmc-cartpole-balance": PlannerConfig(samples=8, horizon=1.0, reward_every=2),
     "dmc-point_mass-easy": PlannerConfig(samples=16, horizon=1.0, reward_every=2),
-    "dmc-walker-stand": PlannerConfig(samples=12, horizon=0.8, reward_every=4),
+    "dmc-reacher-hard": PlannerConfig(samples=16, horizon=1.0, reward_every=2),
     "dmc-pendulum-swingup": PlannerConfig(samples=32, horizon=5.0, knots=6, noise=1.0, reward_every=5),
     "dmc-finger-turn_easy": PlannerConfig(samples=16, horizon=1.0, noise=0.8, reward_every=2),
     "dmc-cheetah-run": PlannerConfig(samples=16, horizon=0.6, noise=0.8, reward_every=2),
