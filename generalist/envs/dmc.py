@@ -17,7 +17,10 @@ SIZES: dict[tuple[str, str], tuple[int, int]] = {
     ("cartpole", "swingup"): (5, 1),
     ("reacher", "easy"): (6, 2),
     ("walker", "walk"): (24, 6),
-    # tasks whose expert is the generic planner (experts/mpc.py, which holds their budgets)
+}
+# Tasks whose expert is the generic planner (experts/mpc.py, which holds their budgets), with their sizes;
+# the registry adds them after the others, in this order.
+_PLANNED_SIZES: dict[tuple[str, str], tuple[int, int]] = {
     ("cartpole", "balance"): (5, 1),
     ("point_mass", "easy"): (4, 2),
     ("reacher", "hard"): (6, 2),
@@ -25,8 +28,8 @@ SIZES: dict[tuple[str, str], tuple[int, int]] = {
     ("finger", "turn_easy"): (12, 2),
     ("cheetah", "run"): (17, 6),
 }
-PLANNED = (("cartpole", "balance"), ("point_mass", "easy"), ("reacher", "hard"), ("pendulum", "swingup"),
-           ("finger", "turn_easy"), ("cheetah", "run"))
+SIZES.update(_PLANNED_SIZES)
+PLANNED = tuple(_PLANNED_SIZES)
 
 DISPLAY = Display(color="#55A868", video_stride=4, sized_render=True)  # renders at render_size
 
