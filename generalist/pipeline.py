@@ -180,11 +180,11 @@ def _dagger_round(cfg: RunConfig, task: str, extra: int, log: Callable[[str], No
     root = data_root(cfg)
     opts = driver_options(cfg, task)
     run_dir = Path(opts["out"])
+    if read_metadata(dataset_dir(root, task, DEFAULT_NAME)).get("total_episodes", 0) >= total:
+        log(f"{task}: {total} episodes already, {extra} of them driven; round done")
+        return
     last = checkpoint.latest(run_dir)
     if last is None or checkpoint.step_of(last) < suite.dagger_steps:
-        if read_metadata(dataset_dir(root, task, DEFAULT_NAME)).get("total_episodes", 0) >= total:
-            log(f"{task}: {total} episodes already, {extra} of them driven; no driver needed")
-            return
         log(f"{task}: training the driver ({suite.dagger_steps} steps on its expert episodes) -> {run_dir}")
         train(TrainConfig(**opts), resume=last is not None)
     driver, name = driver_for(run_dir, [task])
