@@ -30,6 +30,19 @@ from generalist.lock import WriterLock
 
 
 @dataclass(frozen=True)
+class Dagger:
+    """DAgger rounds for a task: in each, a clone of the task alone (the suite's recipe, `steps` x `batch`
+    windows on the task's dataset as it stands) plays `episodes` more episodes while the expert labels every
+    state it visits. They join the task's dataset, so that training (and the next round's clone) sees the
+    expert's corrections from the states a clone drifts into, not only the expert's own."""
+
+    episodes: int     # driven episodes each round adds to the task's dataset
+    steps: int = 400  # the driver's training steps
+    batch: int = 256  # the driver's windows per step
+    rounds: int = 1   # rounds, each with a new driver trained on the aggregate of the ones before
+
+
+@dataclass(frozen=True)
 class Suite:
     """What one `generalist run --suite NAME` does."""
 
@@ -40,13 +53,7 @@ class Suite:
     video_frames: int = 250
     action_noise: dict[str, float] = field(default_factory=dict)  # task -> DART noise when collecting
     eval_temperature: float = 0.0                                  # agent decoding: 0 greedy, > 0 sampled
-    # One DAgger round before training (task -> driven episodes): a clone of the task alone, trained for
-    # `dagger_steps` x `dagger_batch` windows with the suite's recipe, plays that many more episodes while the
-    # expert labels every state it visits; they join the task's dataset, so that training sees the expert's
-    # corrections from the states a clone drifts into, not only the expert's own.
-    dagger: dict[str, int] = field(default_factory=dict)
-    dagger_steps: int = 400
-    dagger_batch: int = 256
+    dagger: dict[str, Dagger] = field(default_factory=dict)        # task -> its DAgger round, run before training
 
     def __post_init__(self) -> None:
         to_flags(TrainConfig, self.train)  # every key must be a `generalist train` option (ConfigError)
@@ -74,6 +81,10 @@ SUITES: dict[str, Suite] = {
     # failures are missed catches from states the expert never visits: one DAgger round (a cartpole-only clone
     # drives 20 more episodes, the expert labels them) gave cartpole-only clones 1.01 and 0.92 against 0.83 and
     # 0.31 for 20 more expert episodes instead, same seeds and steps (DEVELOPERS.md, "DAgger for cartpole").
+    # Pong's clone fits the expert's frames but loses in closed loop (it thrashes in states the expert never
+    # visits): two DAgger rounds of 24 driven episodes, each driver a Pong-only clone of 200 x 64 windows
+    # (~45 s), took the suite's Pong from -20.75 to -20.0 (one round) and -18.45 [-19.9, -16.0] (two; random: -20.4)
+    # on the same data otherwise (DEVELOPERS.md, "DAgger for Pong").
     "quick": Suite(
         description="5 tasks (every domain), tiny model, CPU-sized: under 30 minutes on 2 cores",
         episodes={"atari-pong": 12, "memorymaze-9x9": 10, "dmc-cartpole-swingup": 100, "metaworld-reach": 100,
@@ -87,7 +98,7 @@ SUITES: dict[str, Suite] = {
                    loss_unit="timestep", ema=0.995, input_encoders="per-shape", frame_norm="center",
                    frame_stack={"atari-pong": 4},
                    task_weights={"atari-pong": 0.8, "memorymaze-9x9": 0.25, "dmc-cartpole-swingup": 12.5}),
-        dagger={"dmc-cartpole-swingup": 20},
+        dagger={"dmc-cartpole-swingup": Dagger(20), "atari-pong": Dagger(24, steps=200, batch=64, rounds=2)},
         eval_episodes=20, video_frames=200),
     # The whole suite, sized for one GPU (or several with torchrun): see README for time and memory. 100
     # episodes of the image tasks and of the planner's DMC tasks (an expert episode costs 20-60 s of planning
@@ -106,7 +117,9 @@ SUITES: dict[str, Suite] = {
                    obs_encoding="vector", obs_norm="zscore", action_loss="hlgauss", balance_actions=0.75,
                    loss_unit="timestep", ema=0.999, input_encoders="per-shape", frame_norm="center",
                    frame_stack={t: 4 for t in envs.TASKS if envs.get_task(t).domain == "atari"}),
-        dagger={"dmc-cartpole-swingup": 60},
+        dagger={"dmc-cartpole-swingup": Dagger(60),
+                **{t: Dagger(50, steps=1000, batch=256, rounds=2) for t in envs.TASKS
+                   if envs.get_task(t).domain == "atari"}},
         eval_episodes=50, video_frames=250),
 }
 
@@ -155,44 +168,47 @@ def train_command(cfg: RunConfig, nproc: int = 8) -> str:
     return f"torchrun --nproc_per_node={nproc} -m generalist train " + command_line(words)
 
 
-def driver_options(cfg: RunConfig, task: str) -> dict[str, Any]:
-    """TrainConfig options of the single-task clone that drives `task`'s DAgger round: the suite's recipe on
-    that task's expert episodes alone, `dagger_steps` x `dagger_batch` windows, in OUT/dagger/TASK."""
+def driver_options(cfg: RunConfig, task: str, round_: int = 1) -> dict[str, Any]:
+    """TrainConfig options of the single-task clone that drives `task`'s DAgger round `round_`: the suite's
+    recipe on that task's dataset alone, the round's steps x batch windows, in OUT/dagger/TASK/round-K."""
     suite = SUITES[cfg.suite]
-    steps = suite.dagger_steps
+    steps, batch = suite.dagger[task].steps, suite.dagger[task].batch
     opts = {**suite.train, "data": [str(dataset_dir(data_root(cfg), task, DEFAULT_NAME))],
-            "out": str(Path(cfg.out) / "dagger" / task), "steps": steps, "batch": suite.dagger_batch,
+            "out": str(Path(cfg.out) / "dagger" / task / f"round-{round_}"), "steps": steps, "batch": batch,
             "warmup": min(suite.train.get("warmup", 0), steps // 4), "eval_every": steps, "ckpt_every": steps}
     if cfg.compile:
         opts["compile"] = True
     return opts
 
 
-def _dagger_round(cfg: RunConfig, task: str, extra: int, log: Callable[[str], None]) -> None:
-    """Train `task`'s driver (or keep the finished one), then complete its dataset with `extra` driven episodes
-    (seeds after the expert's); a rerun after a crash resumes whichever part was cut short."""
+def _dagger_rounds(cfg: RunConfig, task: str, log: Callable[[str], None]) -> None:
+    """Run `task`'s DAgger rounds in turn: train the round's driver (or keep the finished one), then complete
+    the dataset with its driven episodes (seeds after the ones stored). A round is done when the dataset holds
+    its episodes, so a rerun after a crash resumes whichever part was cut short."""
     from generalist.agent import checkpoint
     from generalist.agent.policy import driver_for
     from generalist.agent.train import train
 
     suite = SUITES[cfg.suite]
-    total = suite.episodes[task] + extra
+    rnd = suite.dagger[task]
     root = data_root(cfg)
-    opts = driver_options(cfg, task)
-    run_dir = Path(opts["out"])
-    if read_metadata(dataset_dir(root, task, DEFAULT_NAME)).get("total_episodes", 0) >= total:
-        log(f"{task}: {total} episodes already, {extra} of them driven; round done")
-        return
-    last = checkpoint.latest(run_dir)
-    if last is None or checkpoint.step_of(last) < suite.dagger_steps:
-        log(f"{task}: training the driver ({suite.dagger_steps} steps on its expert episodes) -> {run_dir}")
-        train(TrainConfig(**opts), resume=last is not None)
-    driver, name = driver_for(run_dir, [task])
-    bar = tqdm(total=0, unit="ep", desc=f"dagger {task} (+{extra} driven)", dynamic_ncols=True)
-    collect(CollectConfig(tasks=[task], episodes=total, out=root, workers=cfg.workers, resume=True,
-                          driver=driver, driver_name=name),
-            lambda res, _ep: bar.update(1), lambda jobs: bar.reset(total=jobs))
-    bar.close()
+    for k in range(1, rnd.rounds + 1):
+        total = suite.episodes[task] + k * rnd.episodes
+        if read_metadata(dataset_dir(root, task, DEFAULT_NAME)).get("total_episodes", 0) >= total:
+            log(f"{task}: round {k} done ({total} episodes, {k * rnd.episodes} of them driven)")
+            continue
+        opts = driver_options(cfg, task, k)
+        run_dir = Path(opts["out"])
+        last = checkpoint.latest(run_dir)
+        if last is None or checkpoint.step_of(last) < rnd.steps:
+            log(f"{task}: round {k}: training the driver ({rnd.steps} steps on the task's dataset) -> {run_dir}")
+            train(TrainConfig(**opts), resume=last is not None)
+        driver, name = driver_for(run_dir, [task])
+        bar = tqdm(total=0, unit="ep", desc=f"dagger {task} round {k} (+{rnd.episodes} driven)", dynamic_ncols=True)
+        collect(CollectConfig(tasks=[task], episodes=total, out=root, workers=cfg.workers, resume=True,
+                              driver=driver, driver_name=name),
+                lambda res, _ep, bar=bar: bar.update(1), lambda jobs, bar=bar: bar.reset(total=jobs))
+        bar.close()
 
 
 class RunError(GeneralistError):
@@ -263,8 +279,8 @@ def _run(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, Any]:
     save()
     if suite.dagger:
         t0 = _stage("dagger round", log)
-        for task, extra in suite.dagger.items():
-            _dagger_round(cfg, task, extra, log)
+        for task in suite.dagger:
+            _dagger_rounds(cfg, task, log)
         summary["seconds"]["dagger"] = summary["seconds"].get("dagger", 0) + time.perf_counter() - t0
         save()
     if cfg.until == "collect":

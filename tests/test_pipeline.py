@@ -10,7 +10,7 @@ from test_action_noise import _episode
 
 from generalist import pipeline
 from generalist.agent import checkpoint
-from generalist.pipeline import RunConfig, RunError, Suite
+from generalist.pipeline import Dagger, RunConfig, RunError, Suite
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def mini_suite(monkeypatch):
                   action_noise={"metaworld-reach": 0.2},
                   train=dict(config="tiny", steps=4, batch=2, context=24, warmup=1, eval_every=2, ckpt_every=2,
                              obs_encoding="vector", max_timesteps=4, action_loss="hlgauss", hide_actions=True),
-                  eval_episodes=1, video_frames=5, dagger={"dmc-reacher-easy": 1}, dagger_steps=2, dagger_batch=2)
+                  eval_episodes=1, video_frames=5, dagger={"dmc-reacher-easy": Dagger(1, steps=2, batch=2, rounds=2)})
     monkeypatch.setitem(pipeline.SUITES, "mini", suite)
     return suite
 
@@ -35,14 +35,17 @@ def test_run_end_to_end_then_resume(mini_suite, tmp_path):
     noise = {t: json.loads((out / "data" / t / "expert-v0" / "data" / "metadata.json").read_text())["generalist"]
              .get("action_noise", 0.0) for t in mini_suite.episodes}
     assert noise == {"dmc-reacher-easy": 0.0, "metaworld-reach": 0.2}  # the suite's DART noise, per task
-    # the DAgger round: a reacher-only driver trained for 2 steps drove a third episode, labelled by the expert
-    driver = checkpoint.latest(out / "dagger" / "dmc-reacher-easy")
-    assert checkpoint.step_of(driver) == 2 and checkpoint.load_meta(driver)["train"]["batch"] == 2
-    eps = [_episode(out / "data" / "dmc-reacher-easy" / "expert-v0", i) for i in range(3)]
-    assert "driver" not in eps[1]["attrs"] and eps[2]["attrs"]["driver"] == str(driver)
-    assert eps[2]["attrs"]["seed"] == 2 and (eps[2]["infos/agent_acted"] == 1.0).all()
+    # two DAgger rounds: a reacher-only driver trained for 2 steps on the 2 expert episodes drove a third one,
+    # labelled by the expert; a second driver, trained on those 3, drove a fourth
+    dagger = out / "dagger" / "dmc-reacher-easy"
+    drivers = [checkpoint.latest(dagger / f"round-{k}") for k in (1, 2)]
+    assert [checkpoint.step_of(d) for d in drivers] == [2, 2] and checkpoint.load_meta(drivers[0])["train"]["batch"] == 2
+    assert [checkpoint.load_meta(d)["data"]["dmc-reacher-easy"]["episodes"] for d in drivers] == [2, 3]
+    eps = [_episode(out / "data" / "dmc-reacher-easy" / "expert-v0", i) for i in range(4)]
+    assert "driver" not in eps[1]["attrs"] and [e["attrs"]["driver"] for e in eps[2:]] == [str(d) for d in drivers]
+    assert eps[3]["attrs"]["seed"] == 3 and all((e["infos/agent_acted"] == 1.0).all() for e in eps[2:])
     assert json.loads((out / "run" / "checkpoints" / "step_00000004" / "meta.json").read_text())["data"][
-        "dmc-reacher-easy"]["episodes"] == 3  # training read the aggregated dataset
+        "dmc-reacher-easy"]["episodes"] == 4  # training read the aggregated dataset
     assert (out / "run" / "checkpoints" / "step_00000004").exists()
 
     # a second run reuses everything: no new episodes, no training, the scores kept
