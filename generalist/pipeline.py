@@ -41,6 +41,10 @@ class Dagger:
     batch: int = 256  # the driver's windows per step
     rounds: int = 1   # rounds, each with a new driver trained on the aggregate of the ones before
 
+    def __post_init__(self) -> None:
+        if min(self.episodes, self.steps, self.batch, self.rounds) < 1:
+            raise ValueError(f"every field of a DAgger round must be at least 1: {self}")
+
 
 @dataclass(frozen=True)
 class Suite:
@@ -53,7 +57,7 @@ class Suite:
     video_frames: int = 250
     action_noise: dict[str, float] = field(default_factory=dict)  # task -> DART noise when collecting
     eval_temperature: float = 0.0                                  # agent decoding: 0 greedy, > 0 sampled
-    dagger: dict[str, Dagger] = field(default_factory=dict)        # task -> its DAgger round, run before training
+    dagger: dict[str, Dagger] = field(default_factory=dict)        # task -> its DAgger rounds, run before training
 
     def __post_init__(self) -> None:
         to_flags(TrainConfig, self.train)  # every key must be a `generalist train` option (ConfigError)
@@ -278,7 +282,7 @@ def _run(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, Any]:
     summary["seconds"]["collect"] = summary["seconds"].get("collect", 0) + time.perf_counter() - t0
     save()
     if suite.dagger:
-        t0 = _stage("dagger round", log)
+        t0 = _stage("dagger rounds", log)
         for task in suite.dagger:
             _dagger_rounds(cfg, task, log)
         summary["seconds"]["dagger"] = summary["seconds"].get("dagger", 0) + time.perf_counter() - t0

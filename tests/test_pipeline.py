@@ -112,3 +112,10 @@ def test_until_collect_stops_after_the_datasets(mini_suite, tmp_path):
     assert "report" not in summary and not (tmp_path / "run").exists()
     assert any("torchrun --nproc_per_node=8 -m generalist train" in m for m in logs)
     assert len(list((tmp_path / "data").rglob("main_data.hdf5"))) == 2
+
+
+def test_dagger_rounds_are_checked():
+    with pytest.raises(ValueError, match="at least 1"):
+        Dagger(24, rounds=0)
+    with pytest.raises(ValueError, match="does not collect: atari-pong"):
+        Suite(description="x", episodes={"metaworld-reach": 1}, dagger={"atari-pong": Dagger(1)})
