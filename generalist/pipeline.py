@@ -64,6 +64,9 @@ class Suite:
         unknown = set(self.dagger) - set(self.episodes)
         if unknown:
             raise ValueError(f"dagger names tasks the suite does not collect: {', '.join(sorted(unknown))}")
+        noisy = sorted(t for t in self.dagger if self.action_noise.get(t, 0.0))
+        if noisy:  # a dataset keeps one noise level, and a driven episode executes the driver's actions
+            raise ValueError(f"dagger and action_noise on the same task: {', '.join(noisy)}; choose one")
 
 
 _PLANNED = planner_tasks(envs.task_names("dmc"))  # DMC tasks whose expert is the predictive-sampling planner
@@ -176,9 +179,10 @@ def driver_options(cfg: RunConfig, task: str, round_: int = 1) -> dict[str, Any]
     """TrainConfig options of the single-task clone that drives `task`'s DAgger round `round_`: the suite's
     recipe on that task's dataset alone, the round's steps x batch windows, in OUT/dagger/TASK/round-K."""
     suite = SUITES[cfg.suite]
-    steps, batch = suite.dagger[task].steps, suite.dagger[task].batch
+    rnd = suite.dagger[task]
+    steps = rnd.steps
     opts = {**suite.train, "data": [str(dataset_dir(data_root(cfg), task, DEFAULT_NAME))],
-            "out": str(Path(cfg.out) / "dagger" / task / f"round-{round_}"), "steps": steps, "batch": batch,
+            "out": str(Path(cfg.out) / "dagger" / task / f"round-{round_}"), "steps": steps, "batch": rnd.batch,
             "warmup": min(suite.train.get("warmup", 0), steps // 4), "eval_every": steps, "ckpt_every": steps}
     if cfg.compile:
         opts["compile"] = True

@@ -119,3 +119,6 @@ def test_dagger_rounds_are_checked():
         Dagger(24, rounds=0)
     with pytest.raises(ValueError, match="does not collect: atari-pong"):
         Suite(description="x", episodes={"metaworld-reach": 1}, dagger={"atari-pong": Dagger(1)})
+    with pytest.raises(ValueError, match="dagger and action_noise on the same task: metaworld-reach"):
+        Suite(description="x", episodes={"metaworld-reach": 1}, action_noise={"metaworld-reach": 0.2},
+              dagger={"metaworld-reach": Dagger(1)})
