@@ -106,7 +106,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     cfg = CollectConfig(tasks=tasks, episodes=args.episodes, out=Path(args.out),
                         workers=args.workers, seed=args.seed, resume=args.resume,
                         action_noise=args.action_noise, driver=driver, driver_name=driver_name,
-                        driver_prob=args.driver_prob)
+                        driver_prob=args.driver_prob, lockstep=args.lockstep)
     check_config(cfg)
     run = None
     bar = tqdm(total=0, unit="ep", desc="collect", dynamic_ncols=True, disable=True)  # shown once started
@@ -233,7 +233,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = EvalConfig(out=args.out, run=args.run, tasks=args.tasks, episodes=args.episodes, workers=args.workers,
                      seed=args.seed, policy=args.policy, refresh_reference=args.refresh_reference,
                      videos=not args.no_videos, video_frames=args.video_frames, wandb=args.wandb,
-                     temperature=args.temperature, prompt=args.prompt)
+                     temperature=args.temperature, prompt=args.prompt, lockstep=args.lockstep)
     _, tasks = resolve(cfg)
     bar, tick = progress_bar(cfg, len(tasks))
     try:
@@ -322,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--driver-prob", type=float, default=1.0, metavar="P",
                    help="with --driver: the share of steps on which the agent's action is executed (the expert's "
                         "on the others; default 1)")
+    c.add_argument("--lockstep", type=int, default=16, metavar="N",
+                   help="with --driver: driven episodes a worker plays at once, the agent acting for all of them "
+                        "in one batched forward pass a step (default 16; fewer need less memory: one env each)")
     c.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="log per-episode returns and throughput to Weights & Biases")
     _add_planner_flag(c)
@@ -363,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--prompt", type=int, default=0, metavar="N",
                    help="agent: start each episode's context with the last N steps of a held-out expert episode "
                         "(Gato's prompting; at most what the context holds beside the agent's memory)")
+    v.add_argument("--lockstep", type=int, default=10, metavar="N",
+                   help="agent: play N episodes of a task at once in each worker, one batched forward pass a step "
+                        "(default 10; 1 plays them one by one: less memory, since each episode has its own env)")
     v.add_argument("--video-frames", type=int, default=250, help="frames per video (default 250)")
     v.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
                    help="also log the table, charts and videos to Weights & Biases")

@@ -30,6 +30,23 @@ class EpisodeResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class _Tally:
+    """One episode's return, length and success, as its steps come in."""
+
+    def __init__(self, env: TaskEnv, seed: int):
+        self.key, self.seed = env.task.success_key, seed
+        self.ret, self.steps, self.success = 0.0, 0, (False if self.key else None)
+
+    def add(self, reward: float, info: dict) -> None:
+        self.ret += reward
+        self.steps += 1
+        if self.key and info.get(self.key):
+            self.success = True
+
+    def result(self) -> EpisodeResult:
+        return EpisodeResult(self.seed, float(self.ret), self.steps, self.success)
+
+
 def run_episode(
     env: TaskEnv,
     policy: Policy,
@@ -42,19 +59,50 @@ def run_episode(
     policy.reset()
     if on_reset is not None:
         on_reset(obs)
-    key = env.task.success_key
-    ret, steps, success = 0.0, 0, False if key else None
+    tally = _Tally(env, seed)
     while True:
         action = policy.act(obs)
         obs, reward, terminated, truncated, info = env.step(action)
-        ret += reward
-        steps += 1
-        if key and info.get(key):
-            success = True
+        tally.add(reward, info)
         if on_step is not None:
             on_step(obs, action, reward, terminated, truncated, info)
         if terminated or truncated:
-            return EpisodeResult(seed, float(ret), steps, success)
+            return tally.result()
+
+
+def run_lockstep(envs_: list[TaskEnv], policy: Any, seeds: tuple[int, ...],
+                 on_done: Callable[[EpisodeResult], None] | None = None,
+                 on_step: Callable[[int, dict, Any, float, bool, bool, dict], None] | None = None,
+                 on_reset: Callable[[int, dict], None] | None = None) -> list[EpisodeResult]:
+    """Play one episode per env (env i on seeds[i]) at once, with a policy that acts for all of them in one
+    call: `start(seeds)` once the envs are reset, `act_batch(observations)` for the episodes still going,
+    `keep(places)` when some end (`AgentPolicy`, `DrivenBatch`). Results in seed order; `on_done(result)` as
+    each episode ends; the hooks are `run_episode`'s with the episode's place in `seeds` first."""
+    obs = [env.reset(seed=s)[0] for env, s in zip(envs_, seeds, strict=True)]
+    policy.start(list(seeds))
+    if on_reset is not None:
+        for i, o in enumerate(obs):
+            on_reset(i, o)
+    tallies = [_Tally(env, s) for env, s in zip(envs_, seeds, strict=True)]
+    live = list(range(len(envs_)))
+    while live:
+        actions = policy.act_batch([obs[i] for i in live])
+        going = []
+        for j, (i, action) in enumerate(zip(live, actions, strict=True)):
+            obs[i], reward, terminated, truncated, info = envs_[i].step(action)
+            tallies[i].add(reward, info)
+            if on_step is not None:
+                on_step(i, obs[i], action, reward, terminated, truncated, info)
+            if terminated or truncated:
+                if on_done is not None:
+                    on_done(tallies[i].result())
+            else:
+                going.append(j)
+        if len(going) < len(live):
+            live = [live[j] for j in going]
+            if live:
+                policy.keep(going)
+    return [t.result() for t in tallies]
 
 
 def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
@@ -76,17 +124,23 @@ def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
 PolicyFactory = Callable[[TaskEnv, int], Policy]
 
 
+LockstepFactory = Callable[[TaskEnv, tuple[int, ...]], Any]
+
+
 @dataclass(frozen=True)
 class EpisodeJob:
     """Episodes of one policy on one task: a unit of work a worker process runs on its own env.
 
     `policy` must be picklable (a module-level function or a functools.partial of one): it is
-    called once per episode with the env and the episode's seed."""
+    called once per episode with the env and the episode's seed. With `lockstep` it is a
+    `LockstepFactory` instead, called once with an env and the seeds, that returns a policy playing
+    them all at once, one env each (`run_lockstep`)."""
 
     task: str
-    policy: PolicyFactory
+    policy: PolicyFactory | LockstepFactory
     seeds: tuple[int, ...]
     label: str = ""
+    lockstep: bool = False
 
 
 def expert_factory(kind: str) -> PolicyFactory:
@@ -109,13 +163,24 @@ _PROGRESS: Any = None  # in a worker: the queue episodes are reported through
 
 
 def _run_job(job: EpisodeJob) -> list[EpisodeResult]:
+    def report(result: EpisodeResult) -> None:
+        if _PROGRESS is not None:
+            _PROGRESS.put((job.label, job.task, result))
+
+    if job.lockstep:
+        envs_ = []
+        try:
+            envs_ += [envs.make(job.task) for _ in job.seeds]
+            return run_lockstep(envs_, job.policy(envs_[0], job.seeds), job.seeds, report)
+        finally:
+            for env in envs_:
+                env.close()
     env = envs.make(job.task)
     try:
         out = []
         for s in job.seeds:
             out.append(run_episode(env, job.policy(env, s), s))
-            if _PROGRESS is not None:
-                _PROGRESS.put((job.label, job.task, out[-1]))
+            report(out[-1])
         return out
     finally:
         env.close()

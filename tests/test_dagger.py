@@ -56,6 +56,23 @@ def test_driver_prob_mixes_agent_and_expert(driver_run, tmp_path):
     np.testing.assert_array_equal(ep["infos/executed_action"][~acted], ep["actions"][~acted])
 
 
+def test_lockstep_driving_records_what_one_by_one_does(driver_run, tmp_path):
+    """Driven episodes played at once (one batched forward pass of the driver a step, rows dropped as episodes
+    end) record the same steps, labels and coins as played one at a time."""
+    from generalist.agent.policy import driver_for
+
+    data, run = driver_run
+    driver, name = driver_for(run, [TASK])
+    for n in (1, 3):
+        collect(CollectConfig(tasks=[TASK], episodes=3, out=tmp_path / str(n), seed=20, driver=driver, driver_name=name,
+                              driver_prob=0.7, lockstep=n))
+    for k in range(3):
+        one, three = _episode(dataset_dir(tmp_path / "1", TASK), k), _episode(dataset_dir(tmp_path / "3", TASK), k)
+        assert one["attrs"]["seed"] == three["attrs"]["seed"] == 20 + k
+        for key in ("actions", "observations/state", "infos/executed_action", "infos/agent_acted", "rewards"):
+            np.testing.assert_allclose(one[key], three[key], rtol=1e-6, err_msg=key)
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--driver-prob", "0"], "--driver-prob must be in (0, 1]"),
     (["--action-noise", "0.2"], "--driver and --action-noise are exclusive"),

@@ -90,3 +90,43 @@ def test_hidden_actions_are_invisible_to_the_model():
             outs = [model(x, batch["local_positions"])[0] for x in inputs]
         logits[hide] = torch.allclose(outs[0][:, -2], outs[1][:, -2])
     assert logits == {False: False, True: True}  # shown actions change the prediction; hidden ones cannot
+
+
+@pytest.mark.parametrize("task,hide,memory,encoding,temperature", [
+    ("metaworld-reach", True, 0, "vector", 0.0), ("atari-breakout", False, 0, "tokens", 0.0),
+    ("dmc-cartpole-swingup", True, 2, "vector", 1.0)])
+def test_lockstep_episodes_act_as_single_ones(task, hide, memory, encoding, temperature):
+    """Episodes played in lockstep (one batched forward pass, a KV cache row each, rows dropped as episodes
+    end) get the actions each would get alone, sampled ones included (each episode samples from its seed)."""
+    torch.manual_seed(0)
+    context = 60 if encoding == "vector" else 120
+    model = GatoModel(ModelConfig(n_layer=2, n_head=2, n_embd=64, max_seq_len=context)).eval()
+    meta = {**_meta(task, envs.make(task), encoding), "train": {"hide_actions": hide, "max_timesteps": memory}}
+    seeds, steps = [3, 4, 5], 14
+    alone = []
+    for s in seeds:
+        env, pol = envs.make(task), AgentPolicy(model, meta, task, context=context, temperature=temperature)
+        pol.seed(s)
+        obs, _ = env.reset(seed=s)
+        acts = []
+        for _ in range(steps):
+            acts.append(np.asarray(pol.act(obs)))
+            obs, *_ = env.step(acts[-1] if acts[-1].ndim else int(acts[-1]))
+        alone.append(acts)
+    batch = AgentPolicy(model, meta, task, context=context, temperature=temperature)
+    batch.start(seeds)
+    env_list = [envs.make(task) for _ in seeds]
+    obs = [e.reset(seed=s)[0] for e, s in zip(env_list, seeds, strict=True)]
+    live = [0, 1, 2]
+    for t in range(steps):
+        if t == 6:  # the middle episode "ends": the others go on with their own caches
+            live = [0, 2]
+            batch.keep([0, 2])
+        acts = batch.act_batch([obs[i] for i in live])
+        for i, a in zip(live, acts, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), alone[i][t], err_msg=f"episode {i}, step {t}")
+            obs[i], *_ = env_list[i].step(a)
+    assert batch.rebuilds >= 2 if memory == 0 else batch.rebuilds == steps  # the context rolled over too
+    with pytest.raises(ValueError, match="2 observations for 1 episodes"):
+        batch.keep([0])
+        batch.act_batch([obs[0], obs[2]])

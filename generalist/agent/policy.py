@@ -9,6 +9,7 @@ exactly (no stale keys) and rebuilds are rare.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,23 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[GatoMode
     return model.to(device).eval(), meta
 
 
+@dataclass
+class _Row:
+    """One episode's acting state: its prompt, the timesteps it played, the slots not yet fed to the cache."""
+
+    prompt: list[Inputs]
+    rng: torch.Generator
+    history: list[Inputs] = field(default_factory=list)
+    pending: Inputs | None = None  # slots not yet fed to the cache (last action token)
+    past_images: list[np.ndarray] = field(default_factory=list)  # the latest images, for a frame stack
+
+
 class AgentPolicy:
-    """`reset()` / `act(obs)` for one task, like the experts; no privileged input."""
+    """`reset()` / `act(obs)` for one task, like the experts; no privileged input.
+
+    It also plays several episodes of its task in lockstep (`start(n)`, then `act_batch` with one observation
+    per episode, `keep` when some end): one batched forward pass a step for all of them, which divides the
+    model's per-call overhead, the bulk of an acting step on a CPU, by their number."""
 
     name = "agent"
 
@@ -71,7 +87,7 @@ class AgentPolicy:
         if self.layout.length > self.context:
             raise ValueError(f"context {self.context} cannot hold one timestep ({self.layout.length} slots)")
         self.prompt: list[Inputs] = []
-        self.fed: Inputs | None = None  # the last full context the model was fed (parity tests read it)
+        self.fed: Inputs | None = None  # the last full context the model fed the first episode (parity tests read it)
         self.first_logits: torch.Tensor | None = None
         self.reset()
 
@@ -87,16 +103,19 @@ class AgentPolicy:
         room = self.context // self.layout.length
         return max(0, room - self.max_timesteps) if self.max_timesteps else room // 2
 
-    def set_prompt(self, observations: dict[str, np.ndarray], actions: np.ndarray) -> None:
-        """Demonstration timesteps (e.g. the end of an expert episode) kept at the front of the context,
+    def make_prompt(self, observations: dict[str, np.ndarray], actions: np.ndarray) -> list[Inputs]:
+        """Demonstration timesteps (e.g. the end of an expert episode) to keep at the front of the context,
         at most `prompt_room()` of them (the last ones)."""
         n = min(len(actions), self.prompt_room())
         if self.encoder.past_frames:  # one piece: its frame stacks see the demonstration's own images
-            self.prompt = [self.encoder.encode({k: np.asarray(v)[len(actions) - n:len(actions)]
-                                                for k, v in observations.items()}, np.asarray(actions)[len(actions) - n:])]
-        else:
-            self.prompt = [self._timestep({k: v[i] for k, v in observations.items()}, actions[i])
-                           for i in range(len(actions) - n, len(actions))]
+            return [self.encoder.encode({k: np.asarray(v)[len(actions) - n:len(actions)]
+                                         for k, v in observations.items()}, np.asarray(actions)[len(actions) - n:])]
+        return [self._timestep({k: v[i] for k, v in observations.items()}, actions[i])
+                for i in range(len(actions) - n, len(actions))]
+
+    def set_prompt(self, observations: dict[str, np.ndarray], actions: np.ndarray) -> None:
+        """Start every later episode from this demonstration (see `make_prompt`)."""
+        self.prompt = self.make_prompt(observations, actions)
         self.reset()
 
     # ------------------------------------------------------------------ slots
@@ -108,7 +127,7 @@ class AgentPolicy:
         """Seed the sampling of action tokens (episodes are reproducible whatever the worker split)."""
         self.rng.manual_seed(int(seed))
 
-    def _pick(self, logits: torch.Tensor) -> int:
+    def _pick(self, logits: torch.Tensor, rng: torch.Generator) -> int:
         """One action token. Greedy decoding takes the most likely discrete action, but for a continuous
         action the expectation over the bins (snapped to the nearest bin): on cartpole, where the expert
         switches between -1 and +1, the mode of an uncertain distribution flips sign where the mean does
@@ -120,44 +139,84 @@ class AgentPolicy:
                 return lo + int(bin_values(float((p * _BIN_CENTRES).sum())))
             return lo + int(torch.argmax(logits[lo:hi]))
         probs = torch.softmax(logits[lo:hi].float() / self.temperature, -1)
-        return lo + int(torch.multinomial(probs, 1, generator=self.rng))
+        return lo + int(torch.multinomial(probs, 1, generator=rng))
 
     def reset(self) -> None:
-        self.history: list[Inputs] = []
-        self.cache = None
-        self.rebuilds = 0  # times the whole context was fed afresh (first step, roll-overs, fixed memory)
-        self.pending: Inputs | None = None  # slots not yet fed to the cache (last action token)
-        self.past_images: list[np.ndarray] = []  # this episode's latest images, for a frame stack
+        """Start one episode (with the prompt `set_prompt` gave, if any)."""
+        self._start([_Row(self.prompt, self.rng)])
 
-    def _run(self, parts: list[Inputs], cache, last: int = 1):
-        """Logits of the last `last` slots (one row each), the cache and the inputs fed."""
-        x = Inputs.concat(parts)
-        dev = self.device
-        tokens = torch.from_numpy(shown_tokens(x.tokens, x.loss_mask, self.hide_actions)).to(dev)[None]
-        if cache is None and self.use_cache:
-            cache = KVCache(self.model.cfg, 1, dev, next(self.model.parameters()).dtype)
-        logits, cache = self.model(tokens, torch.from_numpy(x.local).to(dev)[None],
-                                   torch.from_numpy(x.patches).to(dev), torch.from_numpy(x.patch_pos).to(dev),
-                                   cache, last_only=last == 1, vectors=torch.from_numpy(x.vectors).to(dev),
-                                   frames=torch.from_numpy(x.frames).to(dev),
-                                   task_ids=torch.full((1, len(x)), self.encoder.task_id, device=dev))
-        return (logits[0, -1] if last == 1 else logits[0, -last:]), cache, x
+    def start(self, seeds: list[int], prompts: list[list[Inputs]] | None = None) -> None:
+        """Start len(seeds) episodes played in lockstep, each sampling (temperature > 0) from its own seed and
+        starting from its own prompt (`make_prompt`); prompts of unequal length cannot share a forward pass."""
+        prompts = prompts or [self.prompt] * len(seeds)
+        if len({sum(len(p) for p in pr) for pr in prompts}) > 1:
+            raise ValueError("episodes played in lockstep need prompts of the same length")
+        self._start([_Row(pr, torch.Generator().manual_seed(int(s))) for pr, s in zip(prompts, seeds, strict=True)])
+
+    def _start(self, rows: list[_Row]) -> None:
+        self.rows = rows
+        self.cache: KVCache | None = None
+        self.rebuilds = 0  # times the whole context was fed afresh (first step, roll-overs, fixed memory)
+
+    def keep(self, which: list[int]) -> None:
+        """Go on with only these episodes (by their place in the batch); the others ended."""
+        self.rows = [self.rows[i] for i in which]
+        if self.cache is not None:
+            self.cache.buf = self.cache.buf[:, :, which]
+
+    # the first (with `act`: the only) episode's state, read by tests and scripts
+    history = property(lambda self: self.rows[0].history)
+    pending = property(lambda self: self.rows[0].pending)
+    past_images = property(lambda self: self.rows[0].past_images)
+
+    def _run(self, parts: list[list[Inputs]], cache: KVCache | None, last: int = 1, cached: bool = True):
+        """Logits of the last `last` slots of every episode ((B, vocab), or (B, last, vocab)), the cache (a new one
+        unless `cached` is False), and the inputs fed (one `Inputs` per episode; lockstep episodes have the same
+        slots, so they stack)."""
+        xs = [Inputs.concat(p) for p in parts]
+        dev, b = self.device, len(xs)
+
+        def cat(name: str, stack: bool = False) -> torch.Tensor:
+            arrs = [getattr(x, name) for x in xs]
+            return torch.from_numpy(np.stack(arrs) if stack else np.concatenate(arrs)).to(dev)
+
+        tokens = torch.from_numpy(np.stack([shown_tokens(x.tokens, x.loss_mask, self.hide_actions) for x in xs]))
+        if cache is None and self.use_cache and cached:
+            cache = KVCache(self.model.cfg, b, dev, next(self.model.parameters()).dtype)
+        logits, cache = self.model(tokens.to(dev), cat("local", True), cat("patches"), cat("patch_pos"), cache,
+                                   last_only=last == 1, vectors=cat("vectors"), frames=cat("frames"),
+                                   task_ids=torch.full(tokens.shape, self.encoder.task_id, device=dev))
+        return (logits[:, -1] if last == 1 else logits[:, -last:]), cache, xs
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> Any:
-        lay, enc = self.layout, self.encoder
-        past = np.stack(self.past_images) if self.past_images else None
-        cur = enc.encode({k: np.asarray(v)[None] for k, v in obs.items()}, None, past)  # up to the separator
-        if enc.past_frames:
-            self.past_images = (self.past_images + [np.asarray(obs["image"])])[-enc.past_frames:]
+        if len(self.rows) != 1:
+            raise ValueError(f"act() plays one episode; {len(self.rows)} are started: use act_batch")
+        return self.act_batch([obs])[0]
+
+    @torch.no_grad()
+    def act_batch(self, observations: list[dict[str, np.ndarray]]) -> list[Any]:
+        """One action for each started episode, given its observation (in the order of `start`, less `keep`)."""
+        lay, enc, rows = self.layout, self.encoder, self.rows
+        if len(observations) != len(rows):
+            raise ValueError(f"{len(observations)} observations for {len(rows)} episodes")
+        cur = []
+        for row, obs in zip(rows, observations, strict=True):
+            past = np.stack(row.past_images) if row.past_images else None
+            cur.append(enc.encode({k: np.asarray(v)[None] for k, v in obs.items()}, None, past))  # to the separator
+            if enc.past_frames:
+                row.past_images = (row.past_images + [np.asarray(obs["image"])])[-enc.past_frames:]
         fresh = self.cache is None or not self.use_cache
+        first = rows[0]  # lockstep: every episode's history and prompt have the same length
         if self.max_timesteps:  # exactly the last K - 1 timesteps before this one, as in training
-            self.history = self.history[max(0, len(self.history) - self.max_timesteps + 1):] if self.max_timesteps > 1 else []
+            for row in rows:
+                row.history = row.history[max(0, len(row.history) - self.max_timesteps + 1):] if self.max_timesteps > 1 else []
             fresh = True
-        used = sum(len(p) for p in self.prompt + self.history)
+        used = sum(len(p) for p in first.prompt + first.history)
         if used + lay.length > self.context:  # the new timestep must fit: drop the oldest half of the history
-            keep = max(0, (self.context - sum(len(p) for p in self.prompt)) // lay.length // 2)
-            self.history = self.history[max(0, len(self.history) - keep):] if keep else []
+            keep = max(0, (self.context - sum(len(p) for p in first.prompt)) // lay.length // 2)
+            for row in rows:
+                row.history = row.history[max(0, len(row.history) - keep):] if keep else []
             fresh = True
         # With hidden actions a chosen action token never reaches the model, so the slots of every action
         # dimension are known before decoding: one forward pass yields all of this step's action logits.
@@ -165,29 +224,36 @@ class AgentPolicy:
         ahead = [enc.action_inputs([0] * n_ahead)] if n_ahead else []
         if fresh:
             self.rebuilds += 1
-            logits, self.cache, fed = self._run(self.prompt + self.history + [cur] + ahead, None, n_ahead + 1)
-            self.fed = fed.head(len(fed) - n_ahead)  # what the model was fed up to this step's separator
+            # with a fixed memory the next step starts afresh: keep a cache only to decode this step's tokens one by one
+            cached = self.use_cache and not (self.max_timesteps and n_ahead == lay.n_action - 1)
+            logits, cache, fed = self._run([r.prompt + r.history + [c] + ahead for r, c in zip(rows, cur, strict=True)],
+                                           None, n_ahead + 1, cached)
+            self.cache = cache if cached else None
+            self.fed = fed[0].head(len(fed[0]) - n_ahead)  # what the model was fed up to this step's separator
         else:
-            logits, self.cache, _ = self._run(([self.pending] if self.pending else []) + [cur] + ahead, self.cache,
-                                              n_ahead + 1)
+            logits, self.cache, _ = self._run([([r.pending] if r.pending else []) + [c] + ahead
+                                               for r, c in zip(rows, cur, strict=True)], self.cache, n_ahead + 1)
         if n_ahead:
-            self.first_logits = logits[0]
-            out = [self._pick(row) for row in logits]
+            self.first_logits = logits[0, 0]
+            outs = [[self._pick(x, r.rng) for x in lg] for r, lg in zip(rows, logits, strict=True)]
         else:
-            self.first_logits = logits  # of this step's first action token (parity tests read it)
-            out = []
+            self.first_logits = logits[0]  # of this step's first action token (parity tests read it)
+            outs = [[] for _ in rows]
             for k in range(lay.n_action):
-                out.append(self._pick(logits))
+                for r, out, lg in zip(rows, outs, logits, strict=True):
+                    out.append(self._pick(lg, r.rng))
                 if k + 1 < lay.n_action:
-                    done = enc.action_inputs(out)
+                    done = [enc.action_inputs(out) for out in outs]
                     if self.use_cache:
-                        logits, self.cache, _ = self._run([done.slots(k, k + 1)], self.cache)
+                        logits, self.cache, _ = self._run([[d.slots(k, k + 1)] for d in done], self.cache)
                     else:
-                        logits, _, _ = self._run(self.prompt + self.history + [cur, done], None)
-        full = Inputs.concat([cur, enc.action_inputs(out)])  # = enc.encode(obs, action)
-        self.pending = full.slots(len(full) - 1, len(full))
-        self.history.append(full)
-        return enc.decode_action(out)
+                        logits, _, _ = self._run([r.prompt + r.history + [c, d] for r, c, d in zip(rows, cur, done, strict=True)],
+                                                 None)
+        for row, c, out in zip(rows, cur, outs, strict=True):
+            full = Inputs.concat([c, enc.action_inputs(out)])  # = enc.encode(obs, action)
+            row.pending = full.slots(len(full) - 1, len(full))
+            row.history.append(full)
+        return [enc.decode_action(out) for out in outs]
 
 
 def driver_for(path: Path, tasks: list[str]) -> tuple[partial, str]:

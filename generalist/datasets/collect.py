@@ -22,7 +22,7 @@ from generalist import envs
 from generalist.datasets.dagger import DriverFactory, check_driver_prob
 from generalist.datasets.layout import DEFAULT_NAME, DatasetError, dataset_dir, has_episode_data
 from generalist.datasets.noise import check_action_noise
-from generalist.datasets.recorder import record_episode
+from generalist.datasets.recorder import record_driven_lockstep, record_episode
 from generalist.datasets.writer import DatasetExistsError, DatasetWriter, exists_message, write_episode_file
 from generalist.episodes import worker_init
 from generalist.errors import ConfigError
@@ -50,6 +50,7 @@ class CollectConfig:
     driver: DriverFactory | None = None
     driver_name: str = ""
     driver_prob: float = 1.0
+    lockstep: int = 16  # driven episodes a worker plays at once (one batched forward pass of the driver a step)
 
 
 @dataclass
@@ -83,17 +84,37 @@ def _driver(task: str, factory: DriverFactory):
     return d
 
 
-def run_job(task: str, seed: int, tmp: str, action_noise: float = 0.0, driver: DriverFactory | None = None,
-            driver_prob: float = 1.0, driver_name: str = "") -> EpisodeDone:
-    """Play and record one expert (or, with `driver`, driven and expert-labelled) episode, write it to `tmp`.
+def run_job(task: str, seed: int, tmp: str, action_noise: float = 0.0) -> EpisodeDone:
+    """Play and record one expert episode (executed actions perturbed with `action_noise`), write it to `tmp`.
     Runs in a worker or inline."""
     env = _env(task)
     t0 = time.perf_counter()
     policy = make_policy("expert", env, seed=seed)
-    ep, ret = record_episode(env, policy, seed, action_noise, _driver(task, driver) if driver else None,
-                             driver_prob, driver_name)
+    ep, ret = record_episode(env, policy, seed, action_noise)
     write_episode_file(Path(tmp), ep)
     return EpisodeDone(task, seed, ret, ep.steps, tmp, time.perf_counter() - t0)
+
+
+def run_driven_jobs(task: str, jobs: list[tuple[str, int]], driver: DriverFactory, driver_prob: float = 1.0,
+                    driver_name: str = "") -> list[EpisodeDone]:
+    """Play and record driven episodes (tmp, seed) at once, one env and expert each, the driver acting for all of
+    them in one batched call a step; write each to its tmp. Runs in a worker or inline."""
+    t0 = time.perf_counter()
+    env_list = []
+    try:
+        env_list += [envs.make(task) for _ in jobs]
+        experts = [make_policy("expert", env, seed=seed) for env, (_, seed) in zip(env_list, jobs, strict=True)]
+        recorded = record_driven_lockstep(env_list, experts, [seed for _, seed in jobs], _driver(task, driver),
+                                          driver_prob, driver_name)
+    finally:
+        for env in env_list:
+            env.close()
+    seconds = (time.perf_counter() - t0) / len(jobs)
+    out = []
+    for (tmp, seed), (ep, ret) in zip(jobs, recorded, strict=True):
+        write_episode_file(Path(tmp), ep)
+        out.append(EpisodeDone(task, seed, ret, ep.steps, tmp, seconds))
+    return out
 
 
 # ---------------------------------------------------------------- parent side
@@ -105,6 +126,8 @@ def check_config(cfg: CollectConfig) -> None:
         raise DatasetError("--episodes must be at least 1")
     if cfg.workers < 1:
         raise DatasetError("--workers must be at least 1")
+    if cfg.lockstep < 1:
+        raise DatasetError("--lockstep must be at least 1")
     if cfg.seed < 0:
         raise DatasetError(f"--seed must be >= 0 (episode k uses seed SEED+k), got {cfg.seed}")
     check_action_noise(cfg.action_noise, None)
@@ -157,15 +180,36 @@ def pending_jobs(cfg: CollectConfig, writers: dict[str, DatasetWriter]) -> list[
 
 
 def _results(cfg: CollectConfig, jobs: list[tuple[str, str, int]]) -> Iterator[EpisodeDone]:
+    if cfg.driver is not None:
+        yield from _driven_results(cfg, jobs)
+        return
     if cfg.workers <= 1:
         for task, tmp, seed in jobs:
-            yield run_job(task, seed, tmp, cfg.action_noise, cfg.driver, cfg.driver_prob, cfg.driver_name)
+            yield run_job(task, seed, tmp, cfg.action_noise)
         return
-    with process_pool(cfg.workers, worker_init) as pool:  # one compute thread each (a driver runs torch)
-        futures = [pool.submit(run_job, t, s, tmp, cfg.action_noise, cfg.driver, cfg.driver_prob, cfg.driver_name)
-                   for t, tmp, s in jobs]
+    with process_pool(cfg.workers, worker_init) as pool:
+        futures = [pool.submit(run_job, t, s, tmp, cfg.action_noise) for t, tmp, s in jobs]
         for f in as_completed(futures):
             yield f.result()
+
+
+def _driven_results(cfg: CollectConfig, jobs: list[tuple[str, str, int]]) -> Iterator[EpisodeDone]:
+    """Driven episodes in chunks played in lockstep: enough chunks for every worker, at most `lockstep` each."""
+    chunks = []
+    for task in dict.fromkeys(t for t, _, _ in jobs):
+        mine = [(tmp, s) for t, tmp, s in jobs if t == task]
+        parts = max(min(cfg.workers, len(mine)), -(-len(mine) // cfg.lockstep))
+        bounds = [round(k * len(mine) / parts) for k in range(parts + 1)]
+        chunks += [(task, mine[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    if cfg.workers <= 1:
+        for task, part in chunks:
+            yield from run_driven_jobs(task, part, cfg.driver, cfg.driver_prob, cfg.driver_name)
+        return
+    with process_pool(cfg.workers, worker_init) as pool:  # one compute thread each (the driver runs torch)
+        futures = [pool.submit(run_driven_jobs, task, part, cfg.driver, cfg.driver_prob, cfg.driver_name)
+                   for task, part in chunks]
+        for f in as_completed(futures):
+            yield from f.result()
 
 
 def collect(cfg: CollectConfig, on_episode: Callable[[EpisodeDone, int], None] | None = None,

@@ -52,4 +52,48 @@ class DrivenPolicy(Policy):
         return driven if use else label
 
 
-DriverFactory = Callable[[Any], Any]  # env -> a policy with reset() and act(obs)
+class _Staged:
+    """A driver whose next action was decided elsewhere (by the batched driver of `DrivenBatch`)."""
+
+    def __init__(self) -> None:
+        self.action: Any = None
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: dict[str, np.ndarray]) -> Any:
+        return self.action
+
+
+class DrivenBatch:
+    """Several driven episodes played in lockstep (`episodes.run_lockstep`): one `DrivenPolicy` per episode, its
+    own expert labelling, one driver acting for all of them in one batched call (`AgentPolicy.act_batch`)."""
+
+    def __init__(self, experts: list[Policy], driver: Any, prob: float, seeds: list[int]):
+        self.driver = driver
+        self.stages = [_Staged() for _ in experts]
+        self.rows = [DrivenPolicy(e, st, prob, s) for e, st, s in zip(experts, self.stages, seeds, strict=True)]
+        self.live = list(range(len(self.rows)))
+
+    def start(self, seeds: list[int]) -> None:
+        """Once the envs are reset: reset every expert and coin, start the driver on the episodes."""
+        for row in self.rows:
+            row.reset()
+        self.driver.start(seeds)
+        self.live = list(range(len(self.rows)))
+
+    def act_batch(self, observations: list[dict[str, np.ndarray]]) -> list[Any]:
+        driven = self.driver.act_batch(observations)
+        out = []
+        for i, obs, action in zip(self.live, observations, driven, strict=True):
+            self.stages[i].action = action
+            out.append(self.rows[i].act(obs))
+        return out
+
+    def keep(self, which: list[int]) -> None:
+        self.driver.keep(which)
+        self.live = [self.live[j] for j in which]
+
+
+DriverFactory = Callable[[Any], Any]  # env -> a policy with reset() and act(obs) (and, to drive in lockstep,
+# start(seeds), act_batch(observations) and keep(places): `AgentPolicy`)

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from generalist.datasets.dagger import DrivenPolicy
+from generalist.datasets.dagger import DrivenBatch, DrivenPolicy
 from generalist.datasets.noise import NoisyPolicy
 from generalist.datasets.writer import Episode
 from generalist.envs.base import TaskEnv
-from generalist.episodes import run_episode
+from generalist.episodes import EpisodeResult, run_episode, run_lockstep
 from generalist.experts.base import Policy
 
 
@@ -69,23 +69,41 @@ class EpisodeRecorder:
         )
 
 
-def record_episode(env: TaskEnv, policy: Policy, seed: int, action_noise: float = 0.0,
-                   driver: Any = None, driver_prob: float = 1.0, driver_name: str = "") -> tuple[Episode, float]:
+def record_episode(env: TaskEnv, policy: Policy, seed: int, action_noise: float = 0.0) -> tuple[Episode, float]:
     """Run and record one episode on `seed`: the expert `policy` acting, its executed actions perturbed if
-    `action_noise` > 0, or (DAgger) `driver` acting on a share `driver_prob` of the steps, labelled by the expert."""
+    `action_noise` > 0 (DART). Driven episodes (DAgger) are recorded by `record_driven_lockstep`."""
     key = env.task.success_key
-    labelled = (DrivenPolicy(policy, driver, driver_prob, seed) if driver is not None
-                else NoisyPolicy(policy, action_noise, seed) if action_noise else None)
+    labelled = NoisyPolicy(policy, action_noise, seed) if action_noise else None
     rec = EpisodeRecorder((key,) if key else (), labelled)
     result = run_episode(env, labelled or policy, seed, on_step=rec.on_step, on_reset=rec.on_reset)
-    attrs = {"seed": seed, "task": env.task.name, "expert": env.task.expert, "return": result.ret}
-    if config := policy.config():
+    return _episode(env, policy, rec, result, action_noise, None), result.ret
+
+
+def record_driven_lockstep(env_list: list[TaskEnv], experts: list[Policy], seeds: list[int], driver: Any,
+                           driver_prob: float = 1.0, driver_name: str = "") -> list[tuple[Episode, float]]:
+    """Run and record driven episodes (DAgger), one env and expert each, at once: `driver` acts on a share
+    `driver_prob` of the steps, for all of them in one batched call a step (`DrivenBatch`: most of a driven
+    step's cost on a CPU is the driver's forward pass); the experts label every state."""
+    batch = DrivenBatch(experts, driver, driver_prob, seeds)
+    key = env_list[0].task.success_key
+    recs = [EpisodeRecorder((key,) if key else (), row) for row in batch.rows]
+    results = run_lockstep(env_list, batch, tuple(seeds), on_step=lambda i, *a: recs[i].on_step(*a),
+                           on_reset=lambda i, obs: recs[i].on_reset(obs))
+    driven = {"driver": driver_name, "driver_prob": float(driver_prob)}
+    return [(_episode(env, expert, rec, res, 0.0, driven), res.ret)
+            for env, expert, rec, res in zip(env_list, experts, recs, results, strict=True)]
+
+
+def _episode(env: TaskEnv, expert: Policy, rec: EpisodeRecorder, result: EpisodeResult, action_noise: float,
+             driven: dict[str, Any] | None) -> Episode:
+    """A recorded episode with its attributes: seed, task, expert (and its config), return, noise or driver."""
+    attrs = {"seed": result.seed, "task": env.task.name, "expert": env.task.expert, "return": result.ret}
+    if config := expert.config():
         attrs["expert_config"] = json.dumps(config, sort_keys=True)
-    if action_noise and driver is None:
+    if action_noise:
         attrs["action_noise"] = float(action_noise)
-    if driver is not None:
-        attrs.update(driver=driver_name, driver_prob=float(driver_prob))
+    if driven is not None:
+        attrs.update(driven)
     if result.success is not None:
         attrs["success"] = bool(result.success)
-    ep = rec.episode(discrete=hasattr(env.action_space, "n"), attrs=attrs)
-    return ep, result.ret
+    return rec.episode(discrete=hasattr(env.action_space, "n"), attrs=attrs)

@@ -23,6 +23,7 @@ from generalist.datasets.sampler import demonstration, open_tasks
 from generalist.episodes import (
     EpisodeJob,
     EpisodeResult,
+    LockstepFactory,
     PolicyFactory,
     expert_factory,
     run_jobs,
@@ -58,6 +59,7 @@ class EvalConfig:
     wandb: str = "off"
     temperature: float = 0.0           # agent: 0 greedy, > 0 sample action tokens (seeded per episode)
     prompt: int = 0                    # agent: put the last N steps of a held-out expert episode first
+    lockstep: int = 10                 # agent: episodes of a task a worker plays at once (one forward pass)
 
 
 @functools.lru_cache(maxsize=8)
@@ -90,6 +92,11 @@ def _agent(ckpt: str, env, seed: int, temperature: float = 0.0, prompt: int = 0)
     return agent
 
 
+def _agent_lockstep(ckpt: str, env, seeds: tuple[int, ...], temperature: float = 0.0):
+    """The agent for env's task, to play `seeds` at once (`run_lockstep` starts it; each samples from its seed)."""
+    return _cached_agent(ckpt, env.task.name, temperature, 0)
+
+
 def policy_factory(kind: str, ckpt: Path | None, temperature: float = 0.0, prompt: int = 0) -> PolicyFactory:
     """A picklable factory for 'agent' (needs `ckpt`), 'expert' or 'random'."""
     if kind == "agent":
@@ -101,12 +108,23 @@ def policy_factory(kind: str, ckpt: Path | None, temperature: float = 0.0, promp
     return expert_factory(kind)
 
 
+def lockstep_factory(kind: str, ckpt: Path | None, temperature: float = 0.0, prompt: int = 0) -> LockstepFactory | None:
+    """A picklable factory that starts the agent on a chunk of episodes played in lockstep (`run_lockstep`);
+    None where episodes are played one by one: experts, random, and prompted agents (whose demonstrations
+    may differ in length, so they cannot share a forward pass)."""
+    if kind != "agent" or prompt:
+        return None
+    return functools.partial(_agent_lockstep, str(ckpt), temperature=temperature)
+
+
 def resolve(cfg: EvalConfig) -> tuple[Path | None, list[str]]:
     """The checkpoint (for the agent) and the task list, checked; raises EvalError."""
     if cfg.episodes < 1:
         raise EvalError("--episodes must be at least 1")
     if cfg.workers < 1:
         raise EvalError(f"--workers must be at least 1, got {cfg.workers}")
+    if cfg.lockstep < 1:
+        raise EvalError(f"--lockstep must be at least 1 (episodes played at once), got {cfg.lockstep}")
     if cfg.seed < 0:
         raise EvalError(f"--seed must be >= 0, got {cfg.seed}")
     if cfg.prompt < 0:
@@ -207,13 +225,24 @@ def _select(patterns: list[str], among: list[str] | None = None) -> list[str]:
 
 
 def episode_jobs(tasks: list[str], kinds: dict[str, PolicyFactory], episodes: int, seed: int,
-                 workers: int) -> list[EpisodeJob]:
-    """Split every (policy, task) into chunks of seeds so that `workers` processes stay busy."""
+                 workers: int, lockstep: dict[str, tuple[LockstepFactory, int]] | None = None) -> list[EpisodeJob]:
+    """Split every (policy, task) into chunks of seeds so that `workers` processes stay busy. A policy in
+    `lockstep` (label -> (factory, N)) plays chunks of N episodes at once instead: its chunks do not depend
+    on `workers`, so neither do its results."""
     n = len(tasks) * len(kinds)
     chunks = max(1, -(-2 * workers // n)) if workers > 1 else 1
     seeds = list(range(seed, seed + episodes))
-    return [EpisodeJob(task, factory, part, label)
-            for label, factory in kinds.items() for task in tasks for part in split_seeds(seeds, chunks)]
+    lockstep = lockstep or {}
+    jobs = []
+    for label, factory in kinds.items():
+        for task in tasks:
+            if label in lockstep:
+                batched, size = lockstep[label]
+                jobs += [EpisodeJob(task, batched, part, label, lockstep=True)
+                         for part in split_seeds(seeds, -(-episodes // size))]
+            else:
+                jobs += [EpisodeJob(task, factory, part, label) for part in split_seeds(seeds, chunks)]
+    return jobs
 
 
 def _video(task: str, agent: PolicyFactory, seed: int, frames: int, path: str, with_expert: bool) -> dict[str, Any]:
@@ -278,18 +307,21 @@ def _evaluate(cfg: EvalConfig, ckpt: Path | None, tasks: list[str], out: Path,
     if (out / "scores.json").exists():
         raise EvalError(f"{out / 'scores.json'} exists; choose another --out (results are never overwritten)")
     kinds = {cfg.policy: policy_factory(cfg.policy, ckpt, cfg.temperature, cfg.prompt)}
+    batched = lockstep_factory(cfg.policy, ckpt, cfg.temperature, cfg.prompt)
     if cfg.refresh_reference:
         for k in ("expert", "random"):
             kinds.setdefault(k, expert_factory(k))
     kept = Partial(out / "partial", {"policy": cfg.policy, "checkpoint": str(ckpt) if ckpt else None,
-                                     "seed": cfg.seed, "episodes": cfg.episodes, "temperature": cfg.temperature})
+                                     "seed": cfg.seed, "episodes": cfg.episodes, "temperature": cfg.temperature,
+                                     "lockstep": cfg.lockstep})
     results: dict[tuple[str, str], list] = kept.load()
     for (label, task), rs in results.items():
         if progress:
             for r in rs:
                 progress(label, task, r.ret)
     todo = [t for t in tasks if any((k, t) not in results for k in kinds)]
-    jobs = [j for j in episode_jobs(todo, kinds, cfg.episodes, cfg.seed, cfg.workers)
+    jobs = [j for j in episode_jobs(todo, kinds, cfg.episodes, cfg.seed, cfg.workers,
+                                    {cfg.policy: (batched, cfg.lockstep)} if batched else None)
             if (j.label, j.task) not in results]
     tick = (lambda label, task, r: progress(label, task, r.ret)) if progress else None
     running: dict[tuple[str, str], list] = {}
