@@ -152,8 +152,8 @@ def _make_kind(kind: str, env: TaskEnv, seed: int) -> Policy:
     return make_policy(kind, env, seed=seed)
 
 
-def split_seeds(seeds: list[int], parts: int) -> list[tuple[int, ...]]:
-    """Contiguous, nearly equal chunks (no empty ones)."""
+def split_seeds(seeds: list[Any], parts: int) -> list[tuple[Any, ...]]:
+    """Contiguous, nearly equal chunks of `seeds` (or of any list: driven jobs), no empty ones."""
     parts = max(1, min(parts, len(seeds)))
     bounds = np.linspace(0, len(seeds), parts + 1).round().astype(int)
     return [tuple(seeds[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]

@@ -24,7 +24,7 @@ from generalist.datasets.layout import DEFAULT_NAME, DatasetError, dataset_dir, 
 from generalist.datasets.noise import check_action_noise
 from generalist.datasets.recorder import record_driven_lockstep, record_episode
 from generalist.datasets.writer import DatasetExistsError, DatasetWriter, exists_message, write_episode_file
-from generalist.episodes import worker_init
+from generalist.episodes import split_seeds, worker_init
 from generalist.errors import ConfigError
 from generalist.experts import make_policy
 from generalist.fs import check_not_a_file
@@ -198,9 +198,7 @@ def _driven_results(cfg: CollectConfig, jobs: list[tuple[str, str, int]]) -> Ite
     chunks = []
     for task in dict.fromkeys(t for t, _, _ in jobs):
         mine = [(tmp, s) for t, tmp, s in jobs if t == task]
-        parts = max(min(cfg.workers, len(mine)), -(-len(mine) // cfg.lockstep))
-        bounds = [round(k * len(mine) / parts) for k in range(parts + 1)]
-        chunks += [(task, mine[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+        chunks += [(task, list(part)) for part in split_seeds(mine, max(cfg.workers, -(-len(mine) // cfg.lockstep)))]
     if cfg.workers <= 1:
         for task, part in chunks:
             yield from run_driven_jobs(task, part, cfg.driver, cfg.driver_prob, cfg.driver_name)
