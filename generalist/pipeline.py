@@ -93,7 +93,7 @@ SUITES: dict[str, Suite] = {
     # (~45 s), took the suite's Pong from -20.75 to -20.0 (one round) and -18.45 [-19.9, -16.0] (two; random: -20.4)
     # on the same data otherwise (DEVELOPERS.md, "DAgger for Pong").
     "quick": Suite(
-        description="5 tasks (every domain), tiny model, CPU-sized: about 35 minutes on 2 cores",
+        description="5 tasks (every domain), tiny model, CPU-sized: about 27 minutes on 2 cores",
         episodes={"atari-pong": 12, "memorymaze-9x9": 10, "dmc-cartpole-swingup": 100, "metaworld-reach": 100,
                   "metaworld-drawer-open": 100},
         action_noise={"metaworld-reach": 0.2, "metaworld-drawer-open": 0.2},
