@@ -109,7 +109,7 @@ def policy_factory(kind: str, ckpt: Path | None, temperature: float = 0.0, promp
 
 
 def lockstep_factory(kind: str, ckpt: Path | None, temperature: float = 0.0, prompt: int = 0) -> LockstepFactory | None:
-    """A picklable factory that starts the agent on a chunk of episodes played in lockstep (`run_lockstep`);
+    """A picklable factory of the agent that plays a chunk of episodes in lockstep (`run_lockstep` starts it);
     None where episodes are played one by one: experts, random, and prompted agents (whose demonstrations
     may differ in length, so they cannot share a forward pass)."""
     if kind != "agent" or prompt:
