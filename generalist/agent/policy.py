@@ -164,10 +164,8 @@ class AgentPolicy:
         if self.cache is not None:
             self.cache.buf = self.cache.buf[:, :, which]
 
-    # the first (with `act`: the only) episode's state, read by tests and scripts
+    # the first (with `act`: the only) episode's timesteps, read by the parity tests
     history = property(lambda self: self.rows[0].history)
-    pending = property(lambda self: self.rows[0].pending)
-    past_images = property(lambda self: self.rows[0].past_images)
 
     def _run(self, parts: list[list[Inputs]], cache: KVCache | None, last: int = 1, cached: bool = True):
         """Logits of the last `last` slots of every episode ((B, vocab), or (B, last, vocab)), the cache (a new one

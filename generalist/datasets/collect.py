@@ -76,11 +76,12 @@ def _env(task: str):
     return env
 
 
-def _driver(task: str, factory: DriverFactory):
-    """This process's driver for `task`, built once (loading a checkpoint costs ~0.1 s)."""
+def _driver(task: str, factory: DriverFactory, env=None):
+    """This process's driver for `task`, built once (loading a checkpoint costs ~0.1 s) for `env` (default: the
+    process's env of the task)."""
     d = _DRIVERS.get(task)
     if d is None:
-        d = _DRIVERS[task] = factory(_env(task))
+        d = _DRIVERS[task] = factory(env if env is not None else _env(task))
     return d
 
 
@@ -104,7 +105,7 @@ def run_driven_jobs(task: str, jobs: list[tuple[str, int]], driver: DriverFactor
     try:
         env_list += [envs.make(task) for _ in jobs]
         experts = [make_policy("expert", env, seed=seed) for env, (_, seed) in zip(env_list, jobs, strict=True)]
-        recorded = record_driven_lockstep(env_list, experts, [seed for _, seed in jobs], _driver(task, driver),
+        recorded = record_driven_lockstep(env_list, experts, [seed for _, seed in jobs], _driver(task, driver, env_list[0]),
                                           driver_prob, driver_name)
     finally:
         for env in env_list:
