@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command per job, on a fresh Debian/Ubuntu machine with Python 3.11:
-#   ./setup.sh main   install, then run the quick suite: collect -> train -> eval -> report (~27 min, 2 cores)
+#   ./setup.sh main   install, then run the quick suite: collect -> train -> eval -> report (~29 min, 2 cores)
 #   ./setup.sh test   install with test extras (and chromium, for the report check), then run the tests
 # Idempotent: system packages and the virtualenv are only installed when missing.
 set -euo pipefail
